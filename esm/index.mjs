@@ -1,0 +1,6 @@
+// ES module entry: the same classes as the CommonJS build, so that
+// `instanceof ShmCacheError` holds whichever way the package was loaded.
+import cjs from '../dist/index.js';
+
+export const { Cache, ShmCacheError } = cjs;
+export default cjs;

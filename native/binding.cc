@@ -1,0 +1,342 @@
+// The N-API surface, and nothing else. Arguments arrive checked by the
+// TypeScript layer; this file checks only state (is the segment open?) and
+// that lengths fit the buffers they describe.
+//
+// Hot path: keys are written by JS into a buffer registered once with
+// setBuffers(); a hit is copied into another registered buffer and the call
+// returns a number (length * 8 + type), so no object is allocated here.
+#include <napi.h>
+
+#include <cstdint>
+#include <ctime>
+#include <string>
+
+#include "common.h"
+#include "table.h"
+
+namespace shmcache {
+
+namespace {
+
+struct AddonData {
+  Napi::FunctionReference error_class;
+};
+
+Napi::Value MakeError(Napi::Env env, Code code, const std::string& message, int err = 0,
+                      const char* syscall = "") {
+  AddonData* data = env.GetInstanceData<AddonData>();
+  Napi::Object options = Napi::Object::New(env);
+  if (err != 0) options.Set("errno", Napi::Number::New(env, err));
+  if (syscall != nullptr && syscall[0] != '\0') options.Set("syscall", Napi::String::New(env, syscall));
+  if (data == nullptr || data->error_class.IsEmpty()) {
+    Napi::Error e = Napi::Error::New(env, message);
+    e.Set("code", Napi::String::New(env, CodeName(code)));
+    return e.Value();
+  }
+  return data->error_class.New(
+      {Napi::String::New(env, CodeName(code)), Napi::String::New(env, message), options});
+}
+
+[[noreturn]] void Throw(Napi::Env env, Code code, const std::string& message, int err = 0,
+                        const char* syscall = "") {
+  throw Napi::Error(env, MakeError(env, code, message, err, syscall));
+}
+
+uint64_t ToU64(const Napi::Value& v) {
+  double d = v.As<Napi::Number>().DoubleValue();
+  return d <= 0 ? 0 : static_cast<uint64_t>(d);
+}
+
+}  // namespace
+
+const char* CodeName(Code code) {
+  switch (code) {
+    case Code::kOk: return "OK";
+    case Code::kInvalidOption: return "ERR_SHMCACHE_INVALID_OPTION";
+    case Code::kInvalidKey: return "ERR_SHMCACHE_INVALID_KEY";
+    case Code::kValueTooLarge: return "ERR_SHMCACHE_VALUE_TOO_LARGE";
+    case Code::kNotNumber: return "ERR_SHMCACHE_NOT_NUMBER";
+    case Code::kRange: return "ERR_SHMCACHE_RANGE";
+    case Code::kPermission: return "ERR_SHMCACHE_PERMISSION";
+    case Code::kNotASegment: return "ERR_SHMCACHE_NOT_A_SEGMENT";
+    case Code::kCorrupt: return "ERR_SHMCACHE_CORRUPT";
+    case Code::kNoSpace: return "ERR_SHMCACHE_NO_SPACE";
+    case Code::kTimeout: return "ERR_SHMCACHE_TIMEOUT";
+    case Code::kClosed: return "ERR_SHMCACHE_CLOSED";
+    case Code::kJail: return "ERR_SHMCACHE_JAIL";
+    case Code::kIo: return "ERR_SHMCACHE_IO";
+  }
+  return "ERR_SHMCACHE_IO";
+}
+
+namespace {
+std::atomic<int64_t> g_clock_offset{0};
+}  // namespace
+
+int64_t NowMs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000 +
+         g_clock_offset.load(std::memory_order_relaxed);
+}
+
+void SetClockOffsetMs(int64_t offset) { g_clock_offset.store(offset, std::memory_order_relaxed); }
+
+class NativeCache : public Napi::ObjectWrap<NativeCache> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeCache",
+                       {
+                           InstanceMethod<&NativeCache::Open>("open"),
+                           InstanceMethod<&NativeCache::SetBuffers>("setBuffers"),
+                           InstanceMethod<&NativeCache::Get>("get"),
+                           InstanceMethod<&NativeCache::Has>("has"),
+                           InstanceMethod<&NativeCache::Set>("set"),
+                           InstanceMethod<&NativeCache::Delete>("delete"),
+                           InstanceMethod<&NativeCache::Incr>("incr"),
+                           InstanceMethod<&NativeCache::Cas>("cas"),
+                           InstanceMethod<&NativeCache::Keys>("keys"),
+                           InstanceMethod<&NativeCache::Clear>("clear"),
+                           InstanceMethod<&NativeCache::GetStats>("stats"),
+                           InstanceMethod<&NativeCache::Verify>("verify"),
+                           InstanceMethod<&NativeCache::Close>("close"),
+                       });
+  }
+
+  explicit NativeCache(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeCache>(info) {}
+
+ private:
+  void RequireOpen(Napi::Env env) {
+    if (!store_.is_open()) Throw(env, Code::kClosed, "the cache is not open");
+  }
+  uint32_t KeyLength(const Napi::Value& v) {
+    uint64_t n = ToU64(v);
+    if (n == 0 || n > kMaxKey || n > key_cap_) Throw(v.Env(), Code::kInvalidKey, "bad key length");
+    return static_cast<uint32_t>(n);
+  }
+
+  // open(path, size, stamp, resetAllowed) -> { created, reset, size, maxValue }
+  Napi::Value Open(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::string path = info[0].As<Napi::String>().Utf8Value();
+    uint64_t size = ToU64(info[1]);
+    uint64_t stamp = ToU64(info[2]);
+    bool reset_allowed = info[3].As<Napi::Boolean>().Value();
+    Error error;
+    bool created = false, reset = false;
+    if (!store_.Open(path, size, stamp, reset_allowed, &error, &created, &reset))
+      Throw(env, error.code, error.message, error.err, error.syscall);
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("created", Napi::Boolean::New(env, created));
+    r.Set("reset", Napi::Boolean::New(env, reset));
+    r.Set("size", Napi::Number::New(env, static_cast<double>(store_.size())));
+    r.Set("maxValue", Napi::Number::New(env, static_cast<double>(store_.max_value())));
+    return r;
+  }
+
+  // setBuffers(key, out, value): the buffers JS shares with the hot path.
+  void SetBuffers(const Napi::CallbackInfo& info) {
+    auto key = info[0].As<Napi::Buffer<uint8_t>>();
+    auto out = info[1].As<Napi::Buffer<uint8_t>>();
+    auto val = info[2].As<Napi::Buffer<uint8_t>>();
+    key_ref_ = Napi::Persistent(key);
+    out_ref_ = Napi::Persistent(out);
+    val_ref_ = Napi::Persistent(val);
+    key_ = key.Data();
+    key_cap_ = key.Length();
+    out_ = out.Data();
+    out_cap_ = out.Length();
+    val_ = val.Data();
+    val_cap_ = val.Length();
+  }
+
+  // get(keyLength) -> -1 miss, <= -2 needs a buffer of (-r - 2) bytes,
+  // else length * 8 + type with the value in the out buffer.
+  Napi::Value Get(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    uint32_t klen = KeyLength(info[0]);
+    ReadResult r = store_.Get(key_, klen, out_, out_cap_);
+    double v = -1;
+    if (r.status == ReadStatus::kHit)
+      v = static_cast<double>(r.length) * 8 + r.type;
+    else if (r.status == ReadStatus::kNeedBuffer)
+      v = -static_cast<double>(r.length) - 2;
+    return Napi::Number::New(env, v);
+  }
+
+  Napi::Value Has(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    return Napi::Boolean::New(env, store_.Has(key_, KeyLength(info[0])));
+  }
+
+  // set(keyLength, type, valueLength, ttl, onlyIfAbsent[, buffer]) -> status
+  Napi::Value Set(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    uint32_t klen = KeyLength(info[0]);
+    uint32_t type = info[1].As<Napi::Number>().Uint32Value();
+    uint64_t vlen = ToU64(info[2]);
+    uint64_t ttl = ToU64(info[3]);
+    bool only_if_absent = info[4].As<Napi::Boolean>().Value();
+    const unsigned char* value = val_;
+    uint64_t cap = val_cap_;
+    if (info.Length() > 5 && info[5].IsBuffer()) {
+      auto buf = info[5].As<Napi::Buffer<uint8_t>>();
+      value = buf.Data();
+      cap = buf.Length();
+    }
+    if (type < kString || type > kCodec) Throw(env, Code::kInvalidOption, "bad value type");
+    if (vlen > cap) Throw(env, Code::kInvalidOption, "value length exceeds its buffer");
+    if (vlen > store_.max_value())
+      Throw(env, Code::kValueTooLarge, "value of " + std::to_string(vlen) + " bytes is larger than " +
+                                           std::to_string(store_.max_value()));
+    WriteStatus st = store_.Set(key_, klen, static_cast<uint8_t>(type), value, vlen, ttl,
+                                only_if_absent);
+    return Status(env, st);
+  }
+
+  Napi::Value Delete(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    return Napi::Boolean::New(env, store_.Delete(key_, KeyLength(info[0])));
+  }
+
+  // incr(keyLength, by, initial, ttl) -> status; the result is written as a
+  // float64 at the start of the out buffer.
+  Napi::Value Incr(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    uint32_t klen = KeyLength(info[0]);
+    double by = info[1].As<Napi::Number>().DoubleValue();
+    double initial = info[2].As<Napi::Number>().DoubleValue();
+    uint64_t ttl = ToU64(info[3]);
+    double result = 0;
+    WriteStatus st = store_.Incr(key_, klen, by, initial, ttl, &result);
+    if (st == WriteStatus::kOk && out_cap_ >= 8) std::memcpy(out_, &result, 8);
+    return Status(env, st);
+  }
+
+  Napi::Value Cas(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    uint32_t klen = KeyLength(info[0]);
+    double expected = info[1].As<Napi::Number>().DoubleValue();
+    double next = info[2].As<Napi::Number>().DoubleValue();
+    return Status(env, store_.Cas(key_, klen, expected, next));
+  }
+
+  // keys(prefixLength) -> string[]; the prefix is in the key buffer.
+  Napi::Value Keys(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    uint64_t plen = ToU64(info[0]);
+    if (plen > key_cap_) Throw(env, Code::kInvalidKey, "bad prefix length");
+    std::vector<std::string> keys = store_.Keys(key_, static_cast<uint32_t>(plen));
+    Napi::Array arr = Napi::Array::New(env, keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) arr.Set(i, Napi::String::New(env, keys[i]));
+    return arr;
+  }
+
+  void Clear(const Napi::CallbackInfo& info) {
+    RequireOpen(info.Env());
+    store_.Clear();
+  }
+
+  Napi::Value GetStats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    Stats s = store_.GetStats();
+    Napi::Object o = Napi::Object::New(env);
+    auto put = [&](const char* name, uint64_t v) {
+      o.Set(name, Napi::Number::New(env, static_cast<double>(v)));
+    };
+    put("size", s.size);
+    put("used", s.used);
+    put("entries", s.entries);
+    put("hits", s.hits);
+    put("misses", s.misses);
+    put("sets", s.sets);
+    put("deletes", s.deletes);
+    put("evictions", s.evictions);
+    put("expired", s.expired);
+    put("resets", s.resets);
+    put("stamp", s.stamp);
+    put("generation", s.generation);
+    put("pages", s.pages);
+    put("freePages", s.free_pages);
+    put("pageSize", s.page_size);
+    put("maxValueSize", s.max_value);
+    put("shards", s.shards);
+    return o;
+  }
+
+  Napi::Value Verify(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    std::vector<std::string> problems = store_.Verify();
+    Napi::Array arr = Napi::Array::New(env, problems.size());
+    for (size_t i = 0; i < problems.size(); ++i) arr.Set(i, Napi::String::New(env, problems[i]));
+    return arr;
+  }
+
+  void Close(const Napi::CallbackInfo&) {
+    store_.Close();
+    key_ref_.Reset();
+    out_ref_.Reset();
+    val_ref_.Reset();
+    key_ = out_ = val_ = nullptr;
+    key_cap_ = out_cap_ = val_cap_ = 0;
+  }
+
+  Napi::Value Status(Napi::Env env, WriteStatus st) {
+    switch (st) {
+      case WriteStatus::kCorrupt:
+        Throw(env, Code::kCorrupt, "a shard mutex of the segment is unrecoverable");
+      case WriteStatus::kNoSpace:
+        Throw(env, Code::kNoSpace, "could not make room in the segment");
+      default:
+        return Napi::Number::New(env, static_cast<int>(st));
+    }
+  }
+
+  Store store_;
+  Napi::Reference<Napi::Buffer<uint8_t>> key_ref_, out_ref_, val_ref_;
+  unsigned char* key_ = nullptr;
+  unsigned char* out_ = nullptr;
+  unsigned char* val_ = nullptr;
+  size_t key_cap_ = 0, out_cap_ = 0, val_cap_ = 0;
+};
+
+Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {
+  AddonData* data = info.Env().GetInstanceData<AddonData>();
+  data->error_class = Napi::Persistent(info[0].As<Napi::Function>());
+  return info.Env().Undefined();
+}
+
+Napi::Value SetClockOffset(const Napi::CallbackInfo& info) {
+  SetClockOffsetMs(static_cast<int64_t>(info[0].As<Napi::Number>().DoubleValue()));
+  return info.Env().Undefined();
+}
+
+// The binding floor for benchmarks: a call that does nothing.
+Napi::Value Noop(const Napi::CallbackInfo& info) { return info.Env().Undefined(); }
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  env.SetInstanceData(new AddonData());
+  exports.Set("NativeCache", NativeCache::Define(env));
+  exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));
+  exports.Set("setClockOffset", Napi::Function::New(env, SetClockOffset));
+  exports.Set("noop", Napi::Function::New(env, Noop));
+  exports.Set("abiVersion", Napi::Number::New(env, kVersion));
+  return exports;
+}
+
+}  // namespace shmcache
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  return shmcache::Init(env, exports);
+}
+
+NODE_API_MODULE(NODE_GYP_MODULE_NAME, InitModule)

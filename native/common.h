@@ -1,0 +1,99 @@
+// Shared definitions of the shmcache native layer: status codes, the error
+// record handed back to the binding, hashing and atomic helpers.
+#ifndef SHMCACHE_COMMON_H_
+#define SHMCACHE_COMMON_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace shmcache {
+
+// Error codes: the binding maps them to the ERR_SHMCACHE_* strings.
+enum class Code {
+  kOk = 0,
+  kInvalidOption,
+  kInvalidKey,
+  kValueTooLarge,
+  kNotNumber,
+  kRange,
+  kPermission,
+  kNotASegment,
+  kCorrupt,
+  kNoSpace,
+  kTimeout,
+  kClosed,
+  kJail,
+  kIo,
+};
+
+const char* CodeName(Code code);
+
+// What went wrong in an operation that can fail for a reason outside the
+// caller's control (the file system, a damaged segment).
+struct Error {
+  Code code = Code::kOk;
+  int err = 0;              // errno, 0 when no OS call failed
+  const char* syscall = ""; // the failing OS call, "" when none
+  std::string message;
+
+  bool ok() const { return code == Code::kOk; }
+  void Set(Code c, std::string msg, int e = 0, const char* sc = "") {
+    code = c;
+    message = std::move(msg);
+    err = e;
+    syscall = sc;
+  }
+};
+
+inline uint64_t Load64(const unsigned char* p) {
+  uint64_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline uint64_t Mix(uint64_t a, uint64_t b) {
+  __uint128_t r = static_cast<__uint128_t>(a) * b;
+  return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
+}
+
+// A fast 64-bit hash of a byte string (multiply-fold over 8-byte words).
+// Used for bucket selection (keys) and for entry checksums (seeded with the
+// hash of the entry's metadata and key).
+inline uint64_t Hash(const void* data, size_t n, uint64_t seed) {
+  constexpr uint64_t k1 = 0x9E3779B97F4A7C15ull;
+  constexpr uint64_t k2 = 0xD6E8FEB86659FD93ull;
+  const unsigned char* p = static_cast<const unsigned char*>(data);
+  uint64_t h = seed ^ (n * k1);
+  while (n >= 16) {
+    h = Mix(h ^ Load64(p), k2) ^ Mix(Load64(p + 8) ^ k1, h | 1);
+    p += 16;
+    n -= 16;
+  }
+  if (n >= 8) {
+    h = Mix(h ^ Load64(p), k2);
+    p += 8;
+    n -= 8;
+  }
+  if (n > 0) {
+    uint64_t tail = 0;
+    std::memcpy(&tail, p, n);
+    h = Mix(h ^ tail ^ (static_cast<uint64_t>(n) << 56), k1);
+  }
+  return Mix(h ^ (h >> 29), k2) ^ (h >> 32);
+}
+
+template <typename T>
+inline std::atomic_ref<T> Atomic(T& v) {
+  return std::atomic_ref<T>(v);
+}
+
+// Milliseconds since the epoch, plus the test-only clock offset.
+int64_t NowMs();
+void SetClockOffsetMs(int64_t offset);
+
+}  // namespace shmcache
+
+#endif  // SHMCACHE_COMMON_H_

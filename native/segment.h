@@ -1,0 +1,138 @@
+// The segment file: creation and opening under the file rules of the design
+// brief, the mapping, the header and the layout derived from the size.
+#ifndef SHMCACHE_SEGMENT_H_
+#define SHMCACHE_SEGMENT_H_
+
+#include <pthread.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "common.h"
+
+namespace shmcache {
+
+constexpr char kMagic[8] = {'S', 'H', 'M', 'C', 'A', 'C', 'H', 'E'};
+constexpr uint32_t kVersion = 1;
+constexpr uint64_t kHeaderBytes = 4096;
+constexpr uint64_t kMinSize = 1ull << 20;   // 1 MiB
+constexpr uint64_t kMaxSize = 1ull << 34;   // 16 GiB: refs are 32-bit, 8-byte units
+constexpr uint32_t kSlots = 256;            // per-handle statistics slots
+constexpr uint32_t kNoPage = 0xFFFFFFFFu;
+
+// Byte 0 of the file. Everything up to `checksum` is fixed at creation and
+// covered by the checksum; the fields after it change while the segment lives.
+struct Header {
+  char magic[8];
+  uint32_t version;
+  uint32_t header_bytes;
+  uint64_t size;           // file size the layout was computed for
+  uint32_t nshards;        // power of two
+  uint32_t buckets;        // buckets per shard, power of two
+  uint32_t page_size;      // power of two
+  uint32_t npages;
+  uint64_t shards_off;
+  uint64_t buckets_off;
+  uint64_t slots_off;
+  uint64_t pages_off;
+  uint64_t access_off;     // access bitmap: one bit per 64 heap bytes
+  uint64_t heap_off;
+  uint64_t max_value;      // largest value accepted: size / 8
+  uint64_t created_ms;
+  uint64_t checksum;       // Hash of every byte above
+  // ---- mutable, at offset 256 ----
+  char pad0[256 - 112];
+  uint64_t stamp;          // start-time stamp of the group that made or reset it
+  uint32_t generation;     // bumped by clear() and by a stamp reset
+  uint32_t resets;         // stamp resets seen
+  uint32_t free_hint;      // where the next free-page scan starts
+  uint32_t pad1;
+  uint64_t clock;          // page birth counter (FIFO order of pages)
+  uint64_t shared_hits;    // hit/miss counts of handles that found no slot
+  uint64_t shared_misses;
+};
+static_assert(sizeof(Header) <= kHeaderBytes, "header fits its page");
+static_assert(offsetof(Header, stamp) == 256, "mutable part at 256");
+
+// One per shard, 128 bytes.
+struct Shard {
+  pthread_mutex_t mutex;   // robust, process-shared
+  uint32_t seq;            // seqlock: odd while the shard's table is changing
+  uint32_t cur_page;       // page that new entries are appended to, or kNoPage
+  uint32_t count;          // live entries
+  uint32_t sweep;          // next bucket the expiry sweep looks at
+  uint64_t used;           // bytes held by live entries
+  uint64_t sets;
+  uint64_t deletes;
+  uint64_t evictions;
+  uint64_t expired;
+};
+constexpr uint64_t kShardBytes = 128;
+static_assert(sizeof(Shard) <= kShardBytes, "shard fits 128 bytes");
+
+// One per heap page, 32 bytes.
+struct Page {
+  uint32_t owner;  // 0 free, else shard index + 1 (atomic)
+  uint32_t head;   // first page of the span this page belongs to
+  uint32_t span;   // pages in the span (on the head page); 0 on the others
+  uint32_t used;   // bytes appended (head page)
+  uint32_t live;   // bytes of live entries (head page)
+  uint32_t pad;
+  uint64_t birth;  // Header::clock when taken
+};
+static_assert(sizeof(Page) == 32, "page record is 32 bytes");
+
+// One per open handle, a cache line each: counts reads without contention.
+struct Slot {
+  uint32_t pid;  // owner, 0 when free (atomic)
+  uint32_t pad;
+  uint64_t hits;
+  uint64_t misses;
+  char pad2[40];
+};
+static_assert(sizeof(Slot) == 64, "slot is a cache line");
+
+// The layout every segment of a given size has.
+struct Layout {
+  uint64_t size;
+  uint32_t nshards, buckets, page_size, npages;
+  uint64_t shards_off, buckets_off, slots_off, pages_off, access_off, heap_off, max_value;
+};
+bool ComputeLayout(uint64_t size, Layout* out);
+
+// An open, mapped segment file.
+class Segment {
+ public:
+  Segment() = default;
+  ~Segment();
+  Segment(const Segment&) = delete;
+  Segment& operator=(const Segment&) = delete;
+
+  // Opens or creates `path`, maps it and checks its header. `created` tells
+  // whether this call initialized it. Must run under the creation lock.
+  bool Open(const std::string& path, uint64_t size, Error* error, bool* created);
+  void Close();
+  bool is_open() const { return base_ != nullptr; }
+
+  unsigned char* base() const { return base_; }
+  uint64_t size() const { return size_; }
+  Header* header() const { return reinterpret_cast<Header*>(base_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  bool Initialize(uint64_t size, Error* error);
+  bool CheckHeader(uint64_t file_size, const Header* h, Error* error);
+
+  int fd_ = -1;
+  unsigned char* base_ = nullptr;
+  uint64_t size_ = 0;       // segment size (header.size)
+  uint64_t map_size_ = 0;   // bytes mapped
+  std::string path_;
+};
+
+uint64_t HeaderChecksum(const Header* h);
+
+}  // namespace shmcache
+
+#endif  // SHMCACHE_SEGMENT_H_

@@ -1,0 +1,683 @@
+// The per-shard hash tables and the operations of the public API.
+//
+// Readers take no lock: they read the shard's sequence counter, walk the
+// bucket chain copying what they need, and read the counter again; if it
+// moved (or was odd) they retry. Every ref they follow is bounds-checked, so
+// a chain rewritten under their feet costs a retry, never a bad read. After a
+// few odd reads in a row they take the shard mutex instead, which is also how
+// a writer that died mid-change gets repaired.
+//
+// Writers hold the shard's robust mutex and make the counter odd only while
+// they relink the chain; entry bytes are written before they are linked.
+#include <signal.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+
+#include "lock.h"
+#include "table.h"
+
+namespace shmcache {
+
+namespace {
+
+constexpr uint64_t kKeySeed = 0x7368'6D63'6163'6865ull;
+constexpr uint32_t kMaxSteps = 1u << 20;  // longest chain walked before calling it a cycle
+constexpr int kSpins = 2000;
+constexpr double kMaxSafe = 9007199254740991.0;
+
+bool IsSafeInteger(double v) { return std::isfinite(v) && std::trunc(v) == v && std::fabs(v) <= kMaxSafe; }
+
+uint64_t Align8(uint64_t v) { return (v + 7) & ~uint64_t{7}; }
+
+using Walk = WalkResult;
+
+}  // namespace
+
+uint32_t EntryCheck(const Entry& e, const unsigned char* key, const unsigned char* value) {
+  uint64_t seed = Mix(e.hash ^ (uint64_t{e.key_len} << 32) ^ (uint64_t{e.type} << 48),
+                      (e.value_len ^ (uint64_t{e.generation} << 32)) | 1) ^
+                  e.expires;
+  uint64_t h = Hash(key, e.key_len, seed);
+  h = Hash(value, e.value_len, h);
+  return static_cast<uint32_t>(h ^ (h >> 32));
+}
+
+Store::~Store() { Close(); }
+
+Entry* Store::EntryAt(uint32_t ref, uint64_t extra) const {
+  if (ref == 0) return nullptr;
+  uint64_t off = OffsetOf(ref);
+  uint64_t limit = heap_bytes();
+  if (off >= limit || limit - off < kEntryBytes + extra) return nullptr;
+  return reinterpret_cast<Entry*>(heap() + off);
+}
+
+bool Store::OwnedBy(uint32_t ref, uint64_t bytes, uint32_t si) const {
+  uint64_t off = OffsetOf(ref);
+  uint32_t ps = header()->page_size;
+  uint64_t last = (off + bytes - 1) / ps;
+  if (last >= header()->npages) return false;
+  for (uint64_t j = off / ps; j <= last; ++j)
+    if (Atomic(page(static_cast<uint32_t>(j))->owner).load(std::memory_order_relaxed) != si + 1)
+      return false;
+  return true;
+}
+
+bool Store::IsLive(const Entry* e, uint64_t now) const {
+  if (e->generation != Atomic(header()->generation).load(std::memory_order_acquire)) return false;
+  return e->expires == 0 || e->expires > now;
+}
+
+bool Store::LockShard(uint32_t si) {
+  Shard* sh = shard(si);
+  switch (Lock(&sh->mutex)) {
+    case LockResult::kLocked:
+      return true;
+    case LockResult::kOwnerDied:
+      // The last writer died holding the lock, maybe half-way through a
+      // change: drop the shard's entries rather than trust them.
+      DropShard(si);
+      MarkConsistent(&sh->mutex);
+      return true;
+    default:
+      return false;
+  }
+}
+
+void Store::ClaimSlot() {
+  pid_ = static_cast<uint32_t>(getpid());
+  for (int pass = 0; pass < 2; ++pass) {
+    for (uint32_t i = 0; i < kSlots; ++i) {
+      auto owner = Atomic(slot(i)->pid);
+      uint32_t cur = owner.load(std::memory_order_relaxed);
+      bool free = pass == 0 ? cur == 0
+                            : (cur != pid_ && kill(static_cast<pid_t>(cur), 0) != 0 && errno == ESRCH);
+      if (free && owner.compare_exchange_strong(cur, pid_)) {
+        slot_ = i;
+        return;
+      }
+    }
+  }
+  slot_ = kSlots;
+}
+
+void Store::CountRead(bool hit) {
+  if (slot_ < kSlots) {
+    auto c = Atomic(hit ? slot(slot_)->hits : slot(slot_)->misses);
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  } else {
+    Atomic(hit ? header()->shared_hits : header()->shared_misses)
+        .fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+bool Store::Open(const std::string& path, uint64_t size, uint64_t stamp, bool reset_allowed,
+                 Error* error, bool* created, bool* reset) {
+  *reset = false;
+  if (!seg_.Open(path, size, error, created)) return false;
+  Header* h = header();
+  auto seg_stamp = Atomic(h->stamp);
+  if (*created) {
+    seg_stamp.store(reset_allowed ? stamp : 0, std::memory_order_release);
+  } else if (reset_allowed && stamp > seg_stamp.load(std::memory_order_acquire)) {
+    // A newer process group: everything stored before it is gone. Bumping the
+    // generation first hides every old entry at once; dropping the shards
+    // then gives their memory back.
+    Atomic(h->generation).fetch_add(1, std::memory_order_acq_rel);
+    for (uint32_t i = 0; i < h->nshards; ++i) {
+      if (!LockShard(i)) continue;
+      DropShard(i);
+      UnlockShard(i);
+    }
+    seg_stamp.store(stamp, std::memory_order_release);
+    Atomic(h->resets).fetch_add(1, std::memory_order_relaxed);
+    *reset = true;
+  }
+  ClaimSlot();
+  return true;
+}
+
+void Store::Close() {
+  if (!seg_.is_open()) return;
+  if (slot_ < kSlots) {
+    uint32_t me = pid_;
+    Atomic(slot(slot_)->pid).compare_exchange_strong(me, 0);
+  }
+  slot_ = kSlots;
+  seg_.Close();
+}
+
+// Walks the chain for `key` in bucket `b` of shard `si`. Without the lock the
+// result only counts if the shard's sequence did not move meanwhile.
+Walk Store::WalkChain(const uint32_t* bucket, uint32_t h32, const unsigned char* key,
+                      uint32_t klen, Entry* found, uint32_t* found_ref) const {
+  uint32_t ref = Atomic(*const_cast<uint32_t*>(bucket)).load(std::memory_order_acquire);
+  for (uint32_t steps = 0; ref != 0; ++steps) {
+    if (steps > kMaxSteps) return Walk::kDamaged;
+    Entry* e = EntryAt(ref, 0);
+    if (e == nullptr) return Walk::kDamaged;
+    Entry hdr;
+    std::memcpy(&hdr, e, kEntryBytes);
+    if (hdr.hash == h32 && hdr.key_len == klen) {
+      if (EntryAt(ref, uint64_t{klen} + hdr.value_len) == nullptr) return Walk::kDamaged;
+      if (std::memcmp(e + 1, key, klen) == 0) {
+        *found = hdr;
+        *found_ref = ref;
+        return Walk::kFound;
+      }
+    }
+    ref = hdr.next;
+  }
+  return Walk::kAbsent;
+}
+
+ReadResult Store::LockedGet(uint32_t si, uint64_t hash, const unsigned char* key, uint32_t klen,
+                            unsigned char* out, uint64_t cap, bool copy) {
+  ReadResult res;
+  if (!LockShard(si)) return res;
+  bool corrupt = false;
+  uint32_t* link;
+  uint32_t ref = Find(si, hash, key, klen, &link, &corrupt);
+  Entry* e = ref ? EntryAt(ref) : nullptr;
+  if (corrupt) {
+    DropShard(si);
+  } else if (e != nullptr) {
+    const unsigned char* value = reinterpret_cast<unsigned char*>(e + 1) + klen;
+    if (EntryCheck(*e, key, value) != e->check) {
+      // Damaged bytes: drop what they touched.
+      DropShard(si);
+    } else if (IsLive(e, e->expires ? static_cast<uint64_t>(NowMs()) : 0)) {
+      res.type = e->type;
+      res.length = e->value_len;
+      if (!copy) {
+        res.status = ReadStatus::kHit;
+      } else if (e->value_len > cap) {
+        res.status = ReadStatus::kNeedBuffer;
+      } else {
+        std::memcpy(out, value, e->value_len);
+        res.status = ReadStatus::kHit;
+        Touch(OffsetOf(ref));
+      }
+    }
+  }
+  UnlockShard(si);
+  return res;
+}
+
+ReadResult Store::Get(const unsigned char* key, uint32_t klen, unsigned char* out, uint64_t cap) {
+  uint64_t hash = Hash(key, klen, kKeySeed);
+  uint32_t si = ShardOf(hash);
+  Shard* sh = shard(si);
+  const uint32_t* bucket = &buckets(si)[BucketOf(hash)];
+  uint32_t h32 = static_cast<uint32_t>(hash);
+  ReadResult res;
+  bool copy = out != nullptr;
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    uint32_t seq0 = ReadBegin(sh->seq);
+    for (int spin = 0; (seq0 & 1) != 0 && spin < kSpins; ++spin) {
+      CpuRelax();
+      seq0 = ReadBegin(sh->seq);
+    }
+    if (seq0 & 1) break;  // a writer is slow or dead: go through the lock
+    Entry hdr;
+    uint32_t ref = 0;
+    Walk w = WalkChain(bucket, h32, key, klen, &hdr, &ref);
+    if (w == Walk::kFound && copy) {
+      if (hdr.value_len > cap) {
+        w = Walk::kNeedBuffer;
+      } else {
+        const unsigned char* value =
+            reinterpret_cast<const unsigned char*>(EntryAt(ref) + 1) + klen;
+        std::memcpy(out, value, hdr.value_len);
+      }
+    }
+    if (ReadRetry(sh->seq, seq0)) continue;
+    // The copy is consistent with the shard as of seq0.
+    if (w == Walk::kDamaged) break;
+    if (w == Walk::kAbsent) {
+      if (copy) CountRead(false);
+      return res;
+    }
+    if (copy && w == Walk::kFound && EntryCheck(hdr, key, out) != hdr.check) break;
+    if (!IsLive(&hdr, hdr.expires ? static_cast<uint64_t>(NowMs()) : 0)) {
+      if (copy) CountRead(false);
+      return res;
+    }
+    res.type = hdr.type;
+    res.length = hdr.value_len;
+    if (w == Walk::kNeedBuffer) {
+      res.status = ReadStatus::kNeedBuffer;
+      return res;
+    }
+    res.status = ReadStatus::kHit;
+    if (copy) {
+      Touch(OffsetOf(ref));
+      CountRead(true);
+    }
+    return res;
+  }
+  res = LockedGet(si, hash, key, klen, out, cap, copy);
+  if (copy && res.status != ReadStatus::kNeedBuffer) CountRead(res.status == ReadStatus::kHit);
+  return res;
+}
+
+bool Store::Has(const unsigned char* key, uint32_t klen) {
+  return Get(key, klen, nullptr, 0).status == ReadStatus::kHit;
+}
+
+uint32_t Store::Find(uint32_t si, uint64_t hash, const unsigned char* key, uint32_t klen,
+                     uint32_t** link, bool* corrupt) {
+  *corrupt = false;
+  uint32_t* l = &buckets(si)[BucketOf(hash)];
+  uint32_t h32 = static_cast<uint32_t>(hash);
+  for (uint32_t steps = 0; *l != 0; ++steps) {
+    uint32_t ref = *l;
+    Entry* e = EntryAt(ref);
+    if (steps > kMaxSteps || e == nullptr || !(e->flags & kLive) ||
+        !OwnedBy(ref, kEntryBytes, si)) {
+      *corrupt = true;
+      return 0;
+    }
+    if (e->hash == h32 && e->key_len == klen) {
+      if (EntryAt(ref, uint64_t{klen} + e->value_len) == nullptr) {
+        *corrupt = true;
+        return 0;
+      }
+      if (std::memcmp(e + 1, key, klen) == 0) {
+        *link = l;
+        return ref;
+      }
+    }
+    l = &e->next;
+  }
+  return 0;
+}
+
+void Store::Unlink(uint32_t si, uint32_t* link, uint32_t ref) {
+  Shard* sh = shard(si);
+  Entry* e = EntryAt(ref);
+  *link = e->next;
+  e->flags = 0;
+  uint32_t head = HeadOf(ref);
+  if (head != kNoPage) page(head)->live -= e->alloc;
+  Atomic(sh->count).store(sh->count - 1, std::memory_order_relaxed);
+  Atomic(sh->used).store(sh->used - e->alloc, std::memory_order_relaxed);
+  AfterUnlink(si, head);
+}
+
+void Store::SweepStep(uint32_t si, uint64_t now) {
+  Shard* sh = shard(si);
+  uint32_t b = sh->sweep++ & (header()->buckets - 1);
+  uint32_t* l = &buckets(si)[b];
+  bool writing = false;
+  for (uint32_t steps = 0; *l != 0 && steps < kMaxSteps; ++steps) {
+    Entry* e = EntryAt(*l);
+    if (e == nullptr) break;  // the next Find on this bucket repairs it
+    if (IsLive(e, now)) {
+      l = &e->next;
+      continue;
+    }
+    if (!writing) WriteBegin(sh->seq);
+    writing = true;
+    Unlink(si, l, *l);
+    Atomic(sh->expired).store(sh->expired + 1, std::memory_order_relaxed);
+  }
+  if (writing) WriteEnd(sh->seq);
+}
+
+WriteStatus Store::Insert(uint32_t si, uint64_t hash, const unsigned char* key, uint32_t klen,
+                          uint8_t type, const unsigned char* value, uint64_t vlen,
+                          uint64_t expires, bool only_if_absent) {
+  Shard* sh = shard(si);
+  uint64_t bytes = Align8(uint64_t{kEntryBytes} + klen + vlen);
+  for (int attempt = 0;; ++attempt) {
+    uint32_t busy = kNoPage;
+    uint32_t ref = Allocate(si, bytes, &busy);
+    if (ref == 0) {
+      if (busy == kNoPage || attempt > 10000) return WriteStatus::kNoSpace;
+      // Another shard holds the page we want: wait for it without holding ours.
+      UnlockShard(si);
+      if (LockShard(busy)) UnlockShard(busy);
+      sched_yield();
+      if (!LockShard(si)) return WriteStatus::kCorrupt;
+      continue;
+    }
+    Entry* e = EntryAt(ref, uint64_t{klen} + vlen);
+    e->hash = static_cast<uint32_t>(hash);
+    e->key_len = static_cast<uint16_t>(klen);
+    e->type = type;
+    e->value_len = static_cast<uint32_t>(vlen);
+    e->generation = Atomic(header()->generation).load(std::memory_order_acquire);
+    e->expires = expires;
+    unsigned char* kdst = reinterpret_cast<unsigned char*>(e + 1);
+    std::memcpy(kdst, key, klen);
+    std::memcpy(kdst + klen, value, vlen);
+    e->check = EntryCheck(*e, key, value);
+
+    bool corrupt = false;
+    uint32_t* link = nullptr;
+    uint32_t old = Find(si, hash, key, klen, &link, &corrupt);
+    if (corrupt) {
+      DropShard(si);  // also frees what was just allocated; start over
+      continue;
+    }
+    if (old != 0 && only_if_absent) {
+      Entry* oe = EntryAt(old);
+      if (IsLive(oe, oe->expires ? static_cast<uint64_t>(NowMs()) : 0)) {
+        AfterUnlink(si, HeadOf(ref));  // the new bytes stay dead; free a span now
+        return WriteStatus::kExists;
+      }
+    }
+    WriteBegin(sh->seq);
+    if (old != 0) Unlink(si, link, old);
+    uint32_t* bucket = &buckets(si)[BucketOf(hash)];
+    e->next = *bucket;
+    e->flags = kLive;
+    Atomic(*bucket).store(ref, std::memory_order_release);
+    uint32_t head = HeadOf(ref);
+    if (head != kNoPage) page(head)->live += e->alloc;
+    Atomic(sh->count).store(sh->count + 1, std::memory_order_relaxed);
+    Atomic(sh->used).store(sh->used + e->alloc, std::memory_order_relaxed);
+    WriteEnd(sh->seq);
+    Atomic(sh->sets).store(sh->sets + 1, std::memory_order_relaxed);
+    return WriteStatus::kOk;
+  }
+}
+
+WriteStatus Store::Set(const unsigned char* key, uint32_t klen, uint8_t type,
+                       const unsigned char* value, uint64_t vlen, uint64_t ttl_ms,
+                       bool only_if_absent) {
+  uint64_t hash = Hash(key, klen, kKeySeed);
+  uint32_t si = ShardOf(hash);
+  uint64_t now = static_cast<uint64_t>(NowMs());
+  uint64_t expires = ttl_ms ? now + ttl_ms : 0;
+  if (!LockShard(si)) return WriteStatus::kCorrupt;
+  WriteStatus st = Insert(si, hash, key, klen, type, value, vlen, expires, only_if_absent);
+  if (st != WriteStatus::kCorrupt) {
+    SweepStep(si, now);
+    UnlockShard(si);
+  }
+  return st;
+}
+
+bool Store::Delete(const unsigned char* key, uint32_t klen) {
+  uint64_t hash = Hash(key, klen, kKeySeed);
+  uint32_t si = ShardOf(hash);
+  if (!LockShard(si)) return false;
+  Shard* sh = shard(si);
+  bool corrupt = false;
+  uint32_t* link = nullptr;
+  uint32_t ref = Find(si, hash, key, klen, &link, &corrupt);
+  bool removed = false;
+  if (corrupt) {
+    DropShard(si);
+  } else if (ref != 0) {
+    Entry* e = EntryAt(ref);
+    removed = IsLive(e, e->expires ? static_cast<uint64_t>(NowMs()) : 0);
+    WriteBegin(sh->seq);
+    Unlink(si, link, ref);
+    WriteEnd(sh->seq);
+    auto counter = Atomic(removed ? sh->deletes : sh->expired);
+    counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+  UnlockShard(si);
+  return removed;
+}
+
+WriteStatus Store::Incr(const unsigned char* key, uint32_t klen, double by, double initial,
+                        uint64_t ttl_ms, double* result) {
+  uint64_t hash = Hash(key, klen, kKeySeed);
+  uint32_t si = ShardOf(hash);
+  uint64_t now = static_cast<uint64_t>(NowMs());
+  if (!LockShard(si)) return WriteStatus::kCorrupt;
+  Shard* sh = shard(si);
+  bool corrupt = false;
+  uint32_t* link = nullptr;
+  uint32_t ref = Find(si, hash, key, klen, &link, &corrupt);
+  if (corrupt) {
+    DropShard(si);
+    ref = 0;
+  }
+  WriteStatus st = WriteStatus::kOk;
+  Entry* e = ref ? EntryAt(ref, uint64_t{klen} + 8) : nullptr;
+  if (e != nullptr && IsLive(e, now)) {
+    unsigned char* value = reinterpret_cast<unsigned char*>(e + 1) + klen;
+    double v = 0;
+    if (e->type == kNumber && e->value_len == 8) std::memcpy(&v, value, 8);
+    if (e->type != kNumber || e->value_len != 8 || !IsSafeInteger(v)) {
+      st = WriteStatus::kNotNumber;
+    } else if (!IsSafeInteger(v + by)) {
+      st = WriteStatus::kRange;
+    } else {
+      double next = v + by;
+      WriteBegin(sh->seq);
+      std::memcpy(value, &next, 8);
+      e->check = EntryCheck(*e, key, value);
+      WriteEnd(sh->seq);
+      Atomic(sh->sets).store(sh->sets + 1, std::memory_order_relaxed);
+      *result = next;
+    }
+  } else if (!IsSafeInteger(initial + by)) {
+    st = WriteStatus::kRange;
+  } else {
+    double next = initial + by;
+    st = Insert(si, hash, key, klen, kNumber, reinterpret_cast<const unsigned char*>(&next), 8,
+                ttl_ms ? now + ttl_ms : 0, false);
+    if (st == WriteStatus::kOk) *result = next;
+  }
+  if (st != WriteStatus::kCorrupt) UnlockShard(si);
+  return st;
+}
+
+WriteStatus Store::Cas(const unsigned char* key, uint32_t klen, double expected, double next) {
+  uint64_t hash = Hash(key, klen, kKeySeed);
+  uint32_t si = ShardOf(hash);
+  if (!LockShard(si)) return WriteStatus::kCorrupt;
+  Shard* sh = shard(si);
+  bool corrupt = false;
+  uint32_t* link = nullptr;
+  uint32_t ref = Find(si, hash, key, klen, &link, &corrupt);
+  if (corrupt) {
+    DropShard(si);
+    ref = 0;
+  }
+  WriteStatus st = WriteStatus::kMismatch;
+  Entry* e = ref ? EntryAt(ref, uint64_t{klen} + 8) : nullptr;
+  if (e != nullptr && e->type == kNumber && e->value_len == 8 &&
+      IsLive(e, e->expires ? static_cast<uint64_t>(NowMs()) : 0)) {
+    unsigned char* value = reinterpret_cast<unsigned char*>(e + 1) + klen;
+    double v;
+    std::memcpy(&v, value, 8);
+    if (IsSafeInteger(v) && v == expected) {
+      WriteBegin(sh->seq);
+      std::memcpy(value, &next, 8);
+      e->check = EntryCheck(*e, key, value);
+      WriteEnd(sh->seq);
+      Atomic(sh->sets).store(sh->sets + 1, std::memory_order_relaxed);
+      st = WriteStatus::kOk;
+    }
+  }
+  UnlockShard(si);
+  return st;
+}
+
+std::vector<std::string> Store::Keys(const unsigned char* prefix, uint32_t plen) {
+  std::vector<std::string> keys;
+  Header* h = header();
+  uint64_t now = static_cast<uint64_t>(NowMs());
+  for (uint32_t si = 0; si < h->nshards; ++si) {
+    if (!LockShard(si)) continue;
+    size_t mark = keys.size();
+    bool corrupt = false;
+    for (uint32_t b = 0; b < h->buckets && !corrupt; ++b) {
+      uint32_t ref = buckets(si)[b];
+      for (uint32_t steps = 0; ref != 0; ++steps) {
+        Entry* e = EntryAt(ref);
+        if (steps > kMaxSteps || e == nullptr || EntryAt(ref, e->key_len) == nullptr) {
+          corrupt = true;
+          break;
+        }
+        const char* k = reinterpret_cast<const char*>(e + 1);
+        if (e->key_len >= plen && std::memcmp(k, prefix, plen) == 0 && IsLive(e, now))
+          keys.emplace_back(k, e->key_len);
+        ref = e->next;
+      }
+    }
+    if (corrupt) {
+      keys.resize(mark);
+      DropShard(si);
+    }
+    UnlockShard(si);
+  }
+  return keys;
+}
+
+void Store::Clear() {
+  Header* h = header();
+  Atomic(h->generation).fetch_add(1, std::memory_order_acq_rel);
+  for (uint32_t si = 0; si < h->nshards; ++si) {
+    if (!LockShard(si)) continue;
+    DropShard(si);
+    UnlockShard(si);
+  }
+}
+
+Stats Store::GetStats() {
+  Header* h = header();
+  Stats st{};
+  st.size = h->size;
+  for (uint32_t si = 0; si < h->nshards; ++si) {
+    Shard* sh = shard(si);
+    st.used += Atomic(sh->used).load(std::memory_order_relaxed);
+    st.entries += Atomic(sh->count).load(std::memory_order_relaxed);
+    st.sets += Atomic(sh->sets).load(std::memory_order_relaxed);
+    st.deletes += Atomic(sh->deletes).load(std::memory_order_relaxed);
+    st.evictions += Atomic(sh->evictions).load(std::memory_order_relaxed);
+    st.expired += Atomic(sh->expired).load(std::memory_order_relaxed);
+  }
+  st.hits = Atomic(h->shared_hits).load(std::memory_order_relaxed);
+  st.misses = Atomic(h->shared_misses).load(std::memory_order_relaxed);
+  for (uint32_t i = 0; i < kSlots; ++i) {
+    st.hits += Atomic(slot(i)->hits).load(std::memory_order_relaxed);
+    st.misses += Atomic(slot(i)->misses).load(std::memory_order_relaxed);
+  }
+  for (uint32_t j = 0; j < h->npages; ++j)
+    if (Atomic(page(j)->owner).load(std::memory_order_relaxed) == 0) ++st.free_pages;
+  st.resets = Atomic(h->resets).load(std::memory_order_relaxed);
+  st.stamp = Atomic(h->stamp).load(std::memory_order_relaxed);
+  st.generation = Atomic(h->generation).load(std::memory_order_relaxed);
+  st.pages = h->npages;
+  st.page_size = h->page_size;
+  st.max_value = h->max_value;
+  st.shards = h->nshards;
+  return st;
+}
+
+std::vector<std::string> Store::Verify() {
+  std::vector<std::string> problems;
+  Header* h = header();
+  if (HeaderChecksum(h) != h->checksum) problems.push_back("header: checksum mismatch");
+  uint32_t ps = h->page_size;
+  std::vector<uint64_t> live(h->npages);
+  for (uint32_t si = 0; si < h->nshards; ++si) {
+    std::string where = "shard " + std::to_string(si) + ": ";
+    if (!LockShard(si)) {
+      problems.push_back(where + "mutex is not recoverable");
+      continue;
+    }
+    Shard* sh = shard(si);
+    size_t before = problems.size();
+    if (Atomic(sh->seq).load() & 1) problems.push_back(where + "sequence is odd while unlocked");
+    if (sh->cur_page != kNoPage &&
+        (sh->cur_page >= h->npages || page(sh->cur_page)->owner != si + 1 ||
+         page(sh->cur_page)->span != 1))
+      problems.push_back(where + "current page " + std::to_string(sh->cur_page) + " is not its own");
+    uint64_t count = 0, used = 0;
+    for (uint32_t b = 0; b < h->buckets && problems.size() == before; ++b) {
+      uint32_t ref = buckets(si)[b];
+      for (uint32_t steps = 0; ref != 0; ++steps) {
+        std::string at = where + "bucket " + std::to_string(b) + " ref " + std::to_string(ref) + ": ";
+        Entry* e = EntryAt(ref);
+        if (steps > kMaxSteps || e == nullptr) {
+          problems.push_back(at + (e == nullptr ? "out of bounds" : "chain has a cycle"));
+          break;
+        }
+        uint64_t need = uint64_t{kEntryBytes} + e->key_len + e->value_len;
+        if (e->key_len == 0 || e->key_len > kMaxKey || EntryAt(ref, need - kEntryBytes) == nullptr ||
+            e->alloc < need || e->alloc % 8 != 0 || !OwnedBy(ref, e->alloc, si) ||
+            !(e->flags & kLive)) {
+          problems.push_back(at + "entry header is damaged");
+          break;
+        }
+        const unsigned char* k = reinterpret_cast<const unsigned char*>(e + 1);
+        uint64_t hash = Hash(k, e->key_len, kKeySeed);
+        if (ShardOf(hash) != si || BucketOf(hash) != b || static_cast<uint32_t>(hash) != e->hash)
+          problems.push_back(at + "key hash does not match its place");
+        if (EntryCheck(*e, k, k + e->key_len) != e->check)
+          problems.push_back(at + "checksum mismatch");
+        if (e->type < kString || e->type > kCodec) problems.push_back(at + "unknown value type");
+        uint32_t head = HeadOf(ref);
+        if (head != kNoPage) live[head] += e->alloc;
+        ++count;
+        used += e->alloc;
+        ref = e->next;
+      }
+    }
+    if (problems.size() == before) {
+      if (count != sh->count)
+        problems.push_back(where + "counts " + std::to_string(sh->count) + " entries, holds " +
+                           std::to_string(count));
+      if (used != sh->used)
+        problems.push_back(where + "counts " + std::to_string(sh->used) + " bytes, holds " +
+                           std::to_string(used));
+      for (uint32_t j = 0; j < h->npages; ++j) {
+        Page* p = page(j);
+        if (Atomic(p->owner).load() != si + 1) continue;
+        std::string at = where + "page " + std::to_string(j) + ": ";
+        if (p->span == 0) {
+          Page* hp = p->head < h->npages ? page(p->head) : nullptr;
+          if (hp == nullptr || hp->owner != si + 1 || p->head >= j || j >= p->head + hp->span)
+            problems.push_back(at + "continuation of no span");
+          continue;
+        }
+        if (p->head != j || j + p->span > h->npages || p->used > uint64_t{p->span} * ps) {
+          problems.push_back(at + "span record is damaged");
+          continue;
+        }
+        if (p->live != live[j])
+          problems.push_back(at + "counts " + std::to_string(p->live) + " live bytes, holds " +
+                             std::to_string(live[j]));
+        uint64_t off = 0;
+        while (off < p->used) {
+          Entry* e = reinterpret_cast<Entry*>(heap() + uint64_t{j} * ps + off);
+          if (off + kEntryBytes > p->used || e->alloc < kEntryBytes || e->alloc % 8 != 0 ||
+              off + e->alloc > p->used) {
+            problems.push_back(at + "entry sequence broken at offset " + std::to_string(off));
+            break;
+          }
+          off += e->alloc;
+        }
+      }
+    }
+    if (problems.size() != before) {
+      problems.back() += " (shard dropped)";
+      DropShard(si);
+    }
+    UnlockShard(si);
+  }
+  for (uint32_t j = 0; j < h->npages; ++j) {
+    uint32_t owner = Atomic(page(j)->owner).load();
+    if (owner > h->nshards) {
+      problems.push_back("page " + std::to_string(j) + ": owner " + std::to_string(owner) +
+                         " names no shard (freed)");
+      page(j)->span = 1;
+      FreeSpan(j, 0);
+    }
+  }
+  return problems;
+}
+
+}  // namespace shmcache

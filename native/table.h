@@ -1,0 +1,197 @@
+// The cache inside a mapped segment: the per-shard hash tables, the entries
+// they link, and every operation of the public API. Page management and
+// eviction live in alloc.cc; both work on the Store declared here.
+#ifndef SHMCACHE_TABLE_H_
+#define SHMCACHE_TABLE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common.h"
+#include "lock.h"
+#include "segment.h"
+
+namespace shmcache {
+
+enum ValueType : uint8_t {
+  kString = 1,  // UTF-8 bytes
+  kBytes = 2,   // Buffer / Uint8Array
+  kNumber = 3,  // little-endian float64
+  kCodec = 4,   // bytes from the cache's codec
+};
+
+constexpr uint8_t kLive = 1;
+constexpr uint32_t kMaxKey = 1024;
+
+// An entry in the heap, 8-byte aligned, followed by the key and the value.
+struct Entry {
+  uint32_t next;        // ref of the next entry in its bucket chain, 0 = end
+  uint32_t hash;        // low 32 bits of the key hash
+  uint16_t key_len;
+  uint8_t type;         // ValueType
+  uint8_t flags;        // kLive while linked in a chain
+  uint32_t value_len;
+  uint32_t alloc;       // bytes this entry takes in its page (multiple of 8)
+  uint32_t generation;  // Header::generation when stored
+  uint64_t expires;     // ms since the epoch, 0 = never
+  uint32_t check;       // checksum of the fields above but next/flags, key, value
+  uint32_t pad;
+};
+constexpr uint32_t kEntryBytes = sizeof(Entry);
+static_assert(kEntryBytes == 40, "entry header is 40 bytes");
+
+// Result of a read. For a hit, `type` and `length` describe what was copied
+// into the output buffer; kNeedBuffer asks for a buffer of `length` bytes.
+enum class ReadStatus { kMiss, kHit, kNeedBuffer };
+
+struct ReadResult {
+  ReadStatus status = ReadStatus::kMiss;
+  uint8_t type = 0;
+  uint64_t length = 0;
+};
+
+enum class WalkResult { kFound, kAbsent, kDamaged, kNeedBuffer };
+
+enum class WriteStatus {
+  kOk,
+  kExists,     // add(): a live entry was there
+  kNotNumber,  // incr(): the entry is not an integer
+  kRange,      // incr(): the result leaves the safe integer range
+  kMismatch,   // cas(): missing, not an integer, or not equal
+  kCorrupt,    // a shard mutex is unusable
+  kNoSpace,    // could not make room (should not happen below max_value)
+};
+
+struct Stats {
+  uint64_t size, used, entries, hits, misses, sets, deletes, evictions, expired, resets, stamp,
+      generation, pages, free_pages, page_size, max_value, shards;
+};
+
+class Store {
+ public:
+  Store() = default;
+  ~Store();
+
+  // Maps `path` (creating it if needed) and applies the stamp rule: a larger
+  // `stamp` than the segment's resets it; `reset_allowed` false never resets.
+  // The caller holds the cross-process creation lock.
+  bool Open(const std::string& path, uint64_t size, uint64_t stamp, bool reset_allowed,
+            Error* error, bool* created, bool* reset);
+  void Close();
+  bool is_open() const { return seg_.is_open(); }
+
+  ReadResult Get(const unsigned char* key, uint32_t klen, unsigned char* out, uint64_t cap);
+  bool Has(const unsigned char* key, uint32_t klen);
+  WriteStatus Set(const unsigned char* key, uint32_t klen, uint8_t type, const unsigned char* value,
+                  uint64_t vlen, uint64_t ttl_ms, bool only_if_absent);
+  bool Delete(const unsigned char* key, uint32_t klen);
+  WriteStatus Incr(const unsigned char* key, uint32_t klen, double by, double initial,
+                   uint64_t ttl_ms, double* result);
+  WriteStatus Cas(const unsigned char* key, uint32_t klen, double expected, double next);
+  std::vector<std::string> Keys(const unsigned char* prefix, uint32_t plen);
+  void Clear();
+  Stats GetStats();
+  std::vector<std::string> Verify();
+
+  uint64_t max_value() const { return header()->max_value; }
+  uint64_t size() const { return seg_.size(); }
+
+ private:
+  // Pointers into the mapping.
+  Header* header() const { return seg_.header(); }
+  Shard* shard(uint32_t i) const {
+    return reinterpret_cast<Shard*>(seg_.base() + header()->shards_off + i * kShardBytes);
+  }
+  uint32_t* buckets(uint32_t i) const {
+    return reinterpret_cast<uint32_t*>(seg_.base() + header()->buckets_off) +
+           uint64_t{i} * header()->buckets;
+  }
+  Page* page(uint32_t i) const {
+    return reinterpret_cast<Page*>(seg_.base() + header()->pages_off) + i;
+  }
+  Slot* slot(uint32_t i) const {
+    return reinterpret_cast<Slot*>(seg_.base() + header()->slots_off) + i;
+  }
+  unsigned char* heap() const { return seg_.base() + header()->heap_off; }
+  // Access hints: bit (offset / 64) is set by readers of the entry at that
+  // heap offset and gives it a second chance at eviction. The bitmap is never
+  // reused for anything else, so a stale reader setting a bit is harmless.
+  uint8_t* access_bits() const { return seg_.base() + header()->access_off; }
+  void Touch(uint64_t heap_off) const;
+  bool Touched(uint64_t heap_off) const;
+  void Untouch(uint64_t heap_off) const;
+  uint64_t heap_bytes() const { return uint64_t{header()->npages} * header()->page_size; }
+
+  // Refs are 1 + (heap offset / 8). Returns null unless an entry header and
+  // `extra` following bytes fit inside the heap.
+  Entry* EntryAt(uint32_t ref, uint64_t extra = 0) const;
+  uint32_t RefOf(uint64_t heap_off) const { return static_cast<uint32_t>(heap_off / 8 + 1); }
+  uint64_t OffsetOf(uint32_t ref) const { return (uint64_t{ref} - 1) * 8; }
+  // True when the entry's whole span lies in pages owned by `shard_index`.
+  bool OwnedBy(uint32_t ref, uint64_t bytes, uint32_t shard_index) const;
+
+  // Locks shard `i`, repairing it if its last owner died. False when the
+  // mutex is unrecoverable.
+  bool LockShard(uint32_t i);
+  void UnlockShard(uint32_t i) { Unlock(&shard(i)->mutex); }
+  // Drops every entry of shard `i` and frees its pages. Caller holds the lock.
+  void DropShard(uint32_t i);
+
+  // Looks `key` up under the shard lock. `*link` is where the entry's ref is
+  // stored (bucket or previous entry's next). Returns 0 when absent; sets
+  // *corrupt when the chain is damaged.
+  uint32_t Find(uint32_t si, uint64_t hash, const unsigned char* key, uint32_t klen,
+                uint32_t** link, bool* corrupt);
+  bool IsLive(const Entry* e, uint64_t now) const;
+  // Removes a linked entry (caller between WriteBegin/WriteEnd).
+  void Unlink(uint32_t si, uint32_t* link, uint32_t ref);
+  // Removes expired and stale entries from one bucket of the shard.
+  void SweepStep(uint32_t si, uint64_t now);
+  // Inserts a new entry for the key, replacing any old one. Lock held.
+  WriteStatus Insert(uint32_t si, uint64_t hash, const unsigned char* key, uint32_t klen,
+                     uint8_t type, const unsigned char* value, uint64_t vlen, uint64_t expires,
+                     bool only_if_absent);
+  // Lock-free walk of one bucket chain; see table.cc.
+  WalkResult WalkChain(const uint32_t* bucket, uint32_t h32, const unsigned char* key,
+                       uint32_t klen, Entry* found, uint32_t* found_ref) const;
+  ReadResult LockedGet(uint32_t si, uint64_t hash, const unsigned char* key, uint32_t klen,
+                       unsigned char* out, uint64_t cap, bool copy);
+  void CountRead(bool hit);
+  void ClaimSlot();
+
+  uint32_t ShardOf(uint64_t hash) const {
+    return static_cast<uint32_t>(hash >> 40) & (header()->nshards - 1);
+  }
+  uint32_t BucketOf(uint64_t hash) const {
+    return static_cast<uint32_t>(hash) & (header()->buckets - 1);
+  }
+
+  // alloc.cc
+  // Reserves `bytes` for a new entry of shard `si` and writes a dead entry
+  // header there. Returns the ref, or 0 with *busy_shard set to a shard whose
+  // lock it could not take (the caller releases its own lock, waits for that
+  // one, and tries again), or 0 with *busy_shard = kNoPage when out of room.
+  uint32_t Allocate(uint32_t si, uint64_t bytes, uint32_t* busy_shard);
+  // Frees the page span starting at `head` (all of its entries are dead).
+  void FreeSpan(uint32_t head, uint32_t new_owner);
+  // Called after an entry in page span `head` died.
+  void AfterUnlink(uint32_t si, uint32_t head);
+  uint32_t HeadOf(uint32_t ref) const;
+  uint32_t TakeFreePages(uint32_t si, uint32_t k);
+  bool EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_t hi, uint32_t to);
+  uint32_t OldestSpans(uint32_t* out);
+  uint32_t EvictForPage(uint32_t si, uint32_t* busy);
+  uint32_t EvictForRun(uint32_t si, uint32_t k, uint32_t* busy);
+
+  Segment seg_;
+  uint32_t slot_ = kSlots;  // our statistics slot, kSlots = shared counters
+  uint32_t pid_ = 0;
+};
+
+// Entry checksum over metadata, key and value.
+uint32_t EntryCheck(const Entry& e, const unsigned char* key, const unsigned char* value);
+
+}  // namespace shmcache
+
+#endif  // SHMCACHE_TABLE_H_

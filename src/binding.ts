@@ -1,0 +1,58 @@
+import * as path from 'node:path';
+import { ShmCacheError } from './errors';
+
+/** The addon's cache handle. Internal: arguments arrive checked. */
+export interface NativeCache {
+  open(path: string, size: number, stamp: number, resetAllowed: boolean): {
+    created: boolean;
+    reset: boolean;
+    size: number;
+    maxValue: number;
+  };
+  setBuffers(key: Buffer, out: Buffer, value: Buffer): void;
+  get(keyLength: number): number;
+  has(keyLength: number): boolean;
+  set(keyLength: number, type: number, valueLength: number, ttl: number, onlyIfAbsent: boolean, value?: Buffer): number;
+  delete(keyLength: number): boolean;
+  incr(keyLength: number, by: number, initial: number, ttl: number): number;
+  cas(keyLength: number, expected: number, next: number): number;
+  keys(prefixLength: number): string[];
+  clear(): void;
+  stats(): Record<string, number>;
+  verify(): string[];
+  close(): void;
+}
+
+export interface Binding {
+  NativeCache: new () => NativeCache;
+  setErrorClass(cls: typeof ShmCacheError): void;
+  setClockOffset(ms: number): void;
+  noop(): void;
+  abiVersion: number;
+}
+
+const addonPath = path.join(__dirname, '..', 'build', 'Release', 'shmcache.node');
+
+function load(): Binding {
+  let binding: Binding;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    binding = require(addonPath) as Binding;
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why =
+      e.code === 'MODULE_NOT_FOUND'
+        ? `the native addon ${addonPath} is missing (it is built when the package is installed)`
+        : `the native addon ${addonPath} could not be loaded (${e.message}); it may have been built for another Node.js version`;
+    throw new ShmCacheError(
+      'ERR_SHMCACHE_IO',
+      `shmcache: ${why}. Run \`npm rebuild shmcache\` (needs python3, make and a C++ compiler) and try again.`,
+      { cause: err },
+    );
+  }
+  binding.setErrorClass(ShmCacheError);
+  return binding;
+}
+
+/** Loaded once when the package loads: before any chroot, as it must be. */
+export const binding: Binding = load();

@@ -1,0 +1,451 @@
+import * as path from 'node:path';
+import * as lockfile from 'proper-lockfile';
+import { binding, type NativeCache } from './binding';
+import type { Codec } from './codecs';
+import { invalid, ShmCacheError, type ShmCacheErrorCode } from './errors';
+import { parseTtl, resolveOptions, type CacheOptions, type ResolvedOptions } from './options';
+
+/** Options of `set()` and `add()`. */
+export interface SetOptions {
+  /** Time to live in ms; `0` means none. Default: the cache's `ttl`. */
+  ttl?: number;
+}
+
+/** Options of `incr()` and `decr()`. */
+export interface IncrOptions {
+  /** Time to live in ms, applied only when the counter is created. Default: the cache's `ttl`. */
+  ttl?: number;
+  /** Value a missing or expired counter starts from, before `by` is added. Default `0`. */
+  initial?: number;
+}
+
+/** What `stats()` returns. Counters cover every process using the segment. */
+export interface CacheStats {
+  /** Absolute path of the segment file. */
+  path: string;
+  /** Segment size in bytes. */
+  size: number;
+  /** Bytes held by live entries (headers, keys and values). */
+  used: number;
+  /** Entries stored (some may have expired and not been reclaimed yet). */
+  entries: number;
+  hits: number;
+  misses: number;
+  sets: number;
+  deletes: number;
+  /** Entries dropped to make room. */
+  evictions: number;
+  /** Expired entries reclaimed. */
+  expired: number;
+  /** Times a newer start-time stamp reset the segment. */
+  resets: number;
+  /** The segment's start-time stamp. */
+  stamp: number;
+  /** Bumped by every `clear()` and reset. */
+  generation: number;
+  /** Heap pages, pages not in use, and their size. */
+  pages: number;
+  freePages: number;
+  pageSize: number;
+  /** Largest value accepted, in bytes (1/8 of the segment). */
+  maxValueSize: number;
+  /** Lock shards. */
+  shards: number;
+}
+
+/** What `verify()` returns. */
+export interface VerifyResult {
+  ok: boolean;
+  problems: string[];
+}
+
+// Value types as the segment records them.
+const T_STRING = 1;
+const T_BYTES = 2;
+const T_NUMBER = 3;
+const T_CODEC = 4;
+
+const MAX_KEY_BYTES = 1024;
+const INITIAL_BUFFER = 64 * 1024;
+const LOCK_STALE_MS = 5000;
+const LOCK_WAIT_MS = 30000;
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+function sleepSync(ms: number): void {
+  Atomics.wait(sleeper, 0, 0, ms);
+}
+
+function checkSafeInteger(value: unknown, name: string): number {
+  if (typeof value !== 'number') {
+    throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'an integer', name, value);
+  }
+  if (!Number.isSafeInteger(value)) {
+    throw invalid('ERR_SHMCACHE_RANGE', `an integer within ±${Number.MAX_SAFE_INTEGER}`, name, value);
+  }
+  return value;
+}
+
+function optionsObject(value: unknown, name: string): Record<string, unknown> {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null) {
+    throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'an options object', name, value);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** Runs `fn` holding the cross-process creation lock `<file>.lock`. */
+function withCreationLock<T>(file: string, fn: () => T): T {
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  let release: (() => void) | undefined;
+  for (;;) {
+    try {
+      release = lockfile.lockSync(file, {
+        realpath: false,
+        stale: LOCK_STALE_MS,
+        onCompromised: () => {},
+      });
+      break;
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code !== 'ELOCKED') {
+        const code: ShmCacheErrorCode =
+          e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'EROFS' ? 'ERR_SHMCACHE_PERMISSION' : 'ERR_SHMCACHE_IO';
+        throw new ShmCacheError(code, `cannot take the creation lock ${file}.lock: ${e.message}`, {
+          errno: typeof e.errno === 'number' ? -e.errno : undefined,
+          syscall: e.syscall,
+          cause: err,
+        });
+      }
+      if (Date.now() > deadline) {
+        throw new ShmCacheError(
+          'ERR_SHMCACHE_TIMEOUT',
+          `waited ${LOCK_WAIT_MS} ms for the creation lock ${file}.lock`,
+        );
+      }
+      sleepSync(5 + Math.random() * 10);
+    }
+  }
+  try {
+    return fn();
+  } finally {
+    try {
+      release();
+    } catch {
+      // Already gone (taken over as stale): nothing left to release.
+    }
+  }
+}
+
+/**
+ * A key/value cache in a shared memory segment. Every process that opens the
+ * same `path` shares its contents. Nothing touches the file until the first
+ * operation or `open()`.
+ *
+ * @typeParam V the type of the values this cache stores.
+ */
+export class Cache<V = unknown> {
+  readonly #options: ResolvedOptions<V>;
+  readonly #codec: Codec<V>;
+  #native: NativeCache | undefined;
+  #closed = false;
+  #absolutePath: string | undefined;
+  #size = 0;
+  #maxValue = 0;
+  #key = Buffer.alloc(MAX_KEY_BYTES + 4);
+  #out = Buffer.alloc(0);
+  #outNumber = new Float64Array(1);
+  #val = Buffer.alloc(0);
+
+  /** @throws {ShmCacheError} `ERR_SHMCACHE_INVALID_OPTION` for any bad option. */
+  constructor(options: CacheOptions<V>) {
+    this.#options = resolveOptions<V>(options);
+    this.#codec = this.#options.codec;
+  }
+
+  /** The segment path as given (relative paths resolve at open time). */
+  get path(): string {
+    return this.#absolutePath ?? this.#options.path;
+  }
+
+  /** Size in bytes: the segment's own once open, else the size a new one would get. */
+  get size(): number {
+    return this.#native ? this.#size : this.#options.size;
+  }
+
+  /** Largest value this cache accepts, in bytes (1/8 of the segment). */
+  get maxValueSize(): number {
+    return this.#native ? this.#maxValue : Math.floor(this.#options.size / 8);
+  }
+
+  /** Whether the segment is mapped. */
+  get isOpen(): boolean {
+    return this.#native !== undefined;
+  }
+
+  /**
+   * Opens (or creates) the segment now instead of at first use. Idempotent.
+   * @throws {ShmCacheError} PERMISSION, NOT_A_SEGMENT, CORRUPT, NO_SPACE, IO, TIMEOUT, CLOSED.
+   */
+  open(): this {
+    this.#handle();
+    return this;
+  }
+
+  #handle(): NativeCache {
+    if (this.#native) return this.#native;
+    if (this.#closed) throw new ShmCacheError('ERR_SHMCACHE_CLOSED', 'the cache is closed');
+    const file = path.resolve(this.#options.path);
+    const native = new binding.NativeCache();
+    const stamp = this.#options.stamp;
+    const info = withCreationLock(file, () => native.open(file, this.#options.size, stamp === false ? 0 : stamp, stamp !== false));
+    this.#absolutePath = file;
+    this.#size = info.size;
+    this.#maxValue = info.maxValue;
+    this.#out = Buffer.alloc(INITIAL_BUFFER);
+    this.#val = Buffer.alloc(INITIAL_BUFFER);
+    this.#outNumber = new Float64Array(this.#out.buffer, this.#out.byteOffset, 1);
+    native.setBuffers(this.#key, this.#out, this.#val);
+    this.#native = native;
+    return native;
+  }
+
+  /** Writes the key into the shared key buffer; returns its byte length. */
+  #writeKey(key: unknown): number {
+    if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_BYTES) {
+      throw invalid('ERR_SHMCACHE_INVALID_KEY', 'a non-empty string of at most 1024 UTF-8 bytes', 'key', key);
+    }
+    const n = this.#key.write(key, 0, 'utf8');
+    if (n > MAX_KEY_BYTES) {
+      throw invalid('ERR_SHMCACHE_INVALID_KEY', 'a non-empty string of at most 1024 UTF-8 bytes', 'key', key);
+    }
+    return n;
+  }
+
+  #growOut(native: NativeCache, bytes: number): void {
+    this.#out = Buffer.alloc(Math.max(bytes, this.#out.length * 2));
+    this.#outNumber = new Float64Array(this.#out.buffer, this.#out.byteOffset, 1);
+    native.setBuffers(this.#key, this.#out, this.#val);
+  }
+
+  #ttl(options: unknown, name: string): number {
+    const o = optionsObject(options, name);
+    return o.ttl === undefined ? this.#options.ttl : parseTtl(o.ttl, 'ttl');
+  }
+
+  /**
+   * Returns the live value of `key`, or `undefined` on a miss or expiry.
+   * @throws {ShmCacheError} INVALID_KEY, CLOSED, or an open error on first use.
+   */
+  get(key: string): V | undefined {
+    const klen = this.#writeKey(key);
+    const native = this.#handle();
+    let r = native.get(klen);
+    while (r <= -2) {
+      this.#growOut(native, -r - 2);
+      r = native.get(klen);
+    }
+    if (r === -1) return undefined;
+    const type = r % 8;
+    const length = (r - type) / 8;
+    switch (type) {
+      case T_STRING:
+        return this.#out.toString('utf8', 0, length) as V;
+      case T_NUMBER:
+        return this.#outNumber[0] as V;
+      case T_BYTES: {
+        const copy = Buffer.allocUnsafe(length);
+        this.#out.copy(copy, 0, 0, length);
+        return copy as V;
+      }
+      default: {
+        const copy = Buffer.allocUnsafe(length);
+        this.#out.copy(copy, 0, 0, length);
+        return this.#codec.decode(copy);
+      }
+    }
+  }
+
+  /** Whether `key` has a live entry. Does not count as a hit or miss. */
+  has(key: string): boolean {
+    const klen = this.#writeKey(key);
+    return this.#handle().has(klen);
+  }
+
+  /**
+   * Encodes `value` and stores it. Returns the native status.
+   */
+  #store(key: string, value: V, options: unknown, onlyIfAbsent: boolean, name: string): number {
+    const klen = this.#writeKey(key);
+    const ttl = this.#ttl(options, name);
+    const native = this.#handle();
+    let type: number;
+    let length: number;
+    let bytes: Buffer | undefined;
+    if (typeof value === 'string') {
+      type = T_STRING;
+      if (value.length * 3 > this.#val.length) {
+        length = Buffer.byteLength(value, 'utf8');
+        this.#checkLength(length);
+        if (length > this.#val.length) {
+          this.#val = Buffer.alloc(Math.max(length, this.#val.length * 2));
+          native.setBuffers(this.#key, this.#out, this.#val);
+        }
+      }
+      length = this.#val.write(value, 0, 'utf8');
+    } else if (typeof value === 'number') {
+      type = T_NUMBER;
+      length = 8;
+      this.#val.writeDoubleLE(value, 0);
+    } else if (value instanceof Uint8Array) {
+      type = T_BYTES;
+      bytes = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+      length = bytes.length;
+    } else {
+      type = T_CODEC;
+      let encoded: Uint8Array;
+      try {
+        encoded = this.#codec.encode(value);
+      } catch (err) {
+        throw new ShmCacheError('ERR_SHMCACHE_ENCODE', `cannot encode the value of ${JSON.stringify(key)}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+      }
+      if (!(encoded instanceof Uint8Array)) {
+        throw new ShmCacheError('ERR_SHMCACHE_ENCODE', `the codec's encode() returned ${typeof encoded}, not a Uint8Array`);
+      }
+      bytes = Buffer.isBuffer(encoded) ? encoded : Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength);
+      length = bytes.length;
+    }
+    this.#checkLength(length);
+    return bytes === undefined
+      ? native.set(klen, type, length, ttl, onlyIfAbsent)
+      : native.set(klen, type, length, ttl, onlyIfAbsent, bytes);
+  }
+
+  #checkLength(length: number): void {
+    if (length > this.#maxValue) {
+      throw new ShmCacheError(
+        'ERR_SHMCACHE_VALUE_TOO_LARGE',
+        `a value of ${length} bytes is larger than this cache's limit of ${this.#maxValue} bytes (1/8 of the segment)`,
+      );
+    }
+  }
+
+  /**
+   * Stores `value` under `key`, replacing any entry. `set(key, undefined)`
+   * deletes the key.
+   * @throws {ShmCacheError} INVALID_KEY, INVALID_OPTION, VALUE_TOO_LARGE, ENCODE, CLOSED.
+   */
+  set(key: string, value: V | undefined, options?: SetOptions): void {
+    if (value === undefined) {
+      this.#ttl(options, 'options');
+      this.delete(key);
+      return;
+    }
+    this.#store(key, value, options, false, 'options');
+  }
+
+  /**
+   * Stores `value` only if `key` has no live entry.
+   * @returns `true` if stored, `false` if a live entry was there.
+   * @throws {ShmCacheError} as `set()`; ENCODE for `undefined`.
+   */
+  add(key: string, value: V, options?: SetOptions): boolean {
+    if (value === undefined) {
+      this.#writeKey(key);
+      throw new ShmCacheError('ERR_SHMCACHE_ENCODE', 'undefined cannot be stored (a miss reads as undefined)');
+    }
+    return this.#store(key, value, options, true, 'options') === 0;
+  }
+
+  /**
+   * Removes `key`.
+   * @returns `true` if a live entry was removed.
+   */
+  delete(key: string): boolean {
+    const klen = this.#writeKey(key);
+    return this.#handle().delete(klen);
+  }
+
+  /**
+   * Adds `by` to the integer counter at `key`, atomically across processes.
+   * A missing or expired key starts at `initial`; `ttl` applies only when
+   * the counter is created.
+   * @returns the new value.
+   * @throws {ShmCacheError} NOT_NUMBER if the entry is not an integer; RANGE if
+   *   the result would leave the safe integer range (nothing changes).
+   */
+  incr(key: string, by: number = 1, options?: IncrOptions): number {
+    const klen = this.#writeKey(key);
+    checkSafeInteger(by, 'by');
+    const o = optionsObject(options, 'options');
+    const ttl = o.ttl === undefined ? this.#options.ttl : parseTtl(o.ttl, 'ttl');
+    const initial = o.initial === undefined ? 0 : checkSafeInteger(o.initial, 'initial');
+    const native = this.#handle();
+    const status = native.incr(klen, by, initial, ttl);
+    if (status === 0) return this.#outNumber[0]!;
+    if (status === 2) {
+      throw new ShmCacheError('ERR_SHMCACHE_NOT_NUMBER', `the value of ${JSON.stringify(key)} is not an integer`);
+    }
+    throw new ShmCacheError(
+      'ERR_SHMCACHE_RANGE',
+      `adding ${by} to ${JSON.stringify(key)} leaves the safe integer range (±${Number.MAX_SAFE_INTEGER})`,
+    );
+  }
+
+  /** `incr(key, -by, options)`. */
+  decr(key: string, by: number = 1, options?: IncrOptions): number {
+    checkSafeInteger(by, 'by');
+    return this.incr(key, -by, options);
+  }
+
+  /**
+   * Replaces the integer at `key` with `next` if it equals `expected`,
+   * atomically across processes. Never creates the key.
+   * @returns `false` if the key is missing, not an integer, or not equal.
+   */
+  cas(key: string, expected: number, next: number): boolean {
+    const klen = this.#writeKey(key);
+    checkSafeInteger(expected, 'expected');
+    checkSafeInteger(next, 'next');
+    const native = this.#handle();
+    return native.cas(klen, expected, next) === 0;
+  }
+
+  /** Live keys, optionally only those starting with `prefix`. */
+  keys(prefix: string = ''): string[] {
+    if (typeof prefix !== 'string') throw invalid('ERR_SHMCACHE_INVALID_KEY', 'a string', 'prefix', prefix);
+    const native = this.#handle();
+    if (prefix.length > MAX_KEY_BYTES) return [];
+    const n = this.#key.write(prefix, 0, 'utf8');
+    if (n > MAX_KEY_BYTES) return [];
+    return native.keys(n);
+  }
+
+  /** Drops every entry of this segment (other segments are untouched). */
+  clear(): void {
+    this.#handle().clear();
+  }
+
+  /** Counters and sizes of the segment, summed over every process. */
+  stats(): CacheStats {
+    const s = this.#handle().stats();
+    return { path: this.#absolutePath!, ...s } as unknown as CacheStats;
+  }
+
+  /**
+   * Walks every structure of the segment and checks it. A damaged shard is
+   * reported and dropped (its entries are lost, the rest stay).
+   */
+  verify(): VerifyResult {
+    const problems = this.#handle().verify();
+    return { ok: problems.length === 0, problems };
+  }
+
+  /** Unmaps the segment. Idempotent; later calls throw `ERR_SHMCACHE_CLOSED`. */
+  close(): void {
+    this.#closed = true;
+    if (this.#native) {
+      this.#native.close();
+      this.#native = undefined;
+    }
+  }
+}

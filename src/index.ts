@@ -1,0 +1,6 @@
+export { Cache } from './cache';
+export type { CacheStats, IncrOptions, SetOptions, VerifyResult } from './cache';
+export type { CacheOptions } from './options';
+export type { Codec } from './codecs';
+export { ShmCacheError } from './errors';
+export type { ShmCacheErrorCode, ShmCacheErrorOptions } from './errors';

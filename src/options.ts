@@ -1,0 +1,123 @@
+import type { Codec } from './codecs';
+import { jsonCodec, v8Codec } from './codecs';
+import { invalid, ShmCacheError } from './errors';
+import { processGroupStamp } from './stamps';
+
+/** Options of `new Cache()`. Only `path` is required. */
+export interface CacheOptions<V = unknown> {
+  /**
+   * The segment file. Not touched until the first operation (or `open()`);
+   * a relative path resolves against the working directory at that moment,
+   * so inside a chroot it lands inside the jail.
+   */
+  path: string;
+  /**
+   * Size of a new segment in bytes, or a string such as `'512KB'`, `'64MB'`,
+   * `'1GB'` (KB = 1024). An existing segment keeps its own size. At least
+   * 1 MB, at most 16 GB. Default `'64MB'`.
+   */
+  size?: number | string;
+  /**
+   * Start-time stamp. A segment stamped older than this is reset when this
+   * cache opens it; a newer or equal one is used as it is. `false` never
+   * resets. Default: `SHMCACHE_STAMP` from the environment if set, else the
+   * start time of this process's process-group leader.
+   */
+  stamp?: number | false;
+  /** Default time to live of entries, in ms; `0` means none. Default `0`. */
+  ttl?: number;
+  /**
+   * How values that are not strings, numbers or byte arrays are serialized:
+   * `'v8'` (structured clone, the default), `'json'`, or your own codec.
+   */
+  codec?: 'v8' | 'json' | Codec<V>;
+}
+
+export interface ResolvedOptions<V> {
+  path: string;
+  size: number;
+  stamp: number | false;
+  ttl: number;
+  codec: Codec<V>;
+}
+
+const KB = 1024;
+export const MIN_SIZE = 1024 * KB;
+export const MAX_SIZE = 16 * 1024 * 1024 * KB;
+const UNITS: Record<string, number> = { B: 1, KB, MB: KB * KB, GB: KB * KB * KB };
+
+const OPTION_NAMES = new Set(['path', 'size', 'stamp', 'ttl', 'codec']);
+
+export function parseSize(value: unknown, name = 'size'): number {
+  let bytes: number;
+  if (typeof value === 'number') {
+    bytes = value;
+  } else if (typeof value === 'string') {
+    const m = /^\s*(\d+)\s*(B|KB|MB|GB)?\s*$/i.exec(value);
+    if (!m) throw invalid('ERR_SHMCACHE_INVALID_OPTION', "a byte count or a string like '64MB'", name, value);
+    bytes = Number(m[1]) * UNITS[(m[2] ?? 'B').toUpperCase()]!;
+  } else {
+    throw invalid('ERR_SHMCACHE_INVALID_OPTION', "a byte count or a string like '64MB'", name, value);
+  }
+  if (!Number.isSafeInteger(bytes) || bytes < MIN_SIZE || bytes > MAX_SIZE) {
+    throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'a size from 1MB to 16GB', name, value);
+  }
+  return bytes;
+}
+
+/** A time to live: a non-negative safe integer of milliseconds. */
+export function parseTtl(value: unknown, name = 'ttl'): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'a non-negative integer of milliseconds', name, value);
+  }
+  return value;
+}
+
+function parseStamp(value: unknown, name: string): number | false {
+  if (value === false) return false;
+  if (typeof value === 'string' && /^\d+$/.test(value)) value = Number(value);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'a non-negative integer or false', name, value);
+  }
+  return value;
+}
+
+function parseCodec<V>(value: unknown): Codec<V> {
+  if (value === 'v8') return v8Codec as Codec<V>;
+  if (value === 'json') return jsonCodec as Codec<V>;
+  if (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as Codec<V>).encode === 'function' &&
+    typeof (value as Codec<V>).decode === 'function'
+  ) {
+    return value as Codec<V>;
+  }
+  throw invalid('ERR_SHMCACHE_INVALID_OPTION', "'v8', 'json' or an object with encode and decode", 'codec', value);
+}
+
+export function resolveOptions<V>(options: unknown): ResolvedOptions<V> {
+  if (typeof options !== 'object' || options === null) {
+    throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'an options object', 'options', options);
+  }
+  const o = options as Record<string, unknown>;
+  for (const name of Object.keys(o)) {
+    if (!OPTION_NAMES.has(name)) {
+      throw new ShmCacheError('ERR_SHMCACHE_INVALID_OPTION', `Unknown option ${JSON.stringify(name)}`);
+    }
+  }
+  if (typeof o.path !== 'string' || o.path.length === 0 || o.path.includes('\0')) {
+    throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'a non-empty file path', 'path', o.path);
+  }
+  let stamp: number | false;
+  if (o.stamp !== undefined) stamp = parseStamp(o.stamp, 'stamp');
+  else if (process.env.SHMCACHE_STAMP !== undefined) stamp = parseStamp(process.env.SHMCACHE_STAMP, 'SHMCACHE_STAMP');
+  else stamp = processGroupStamp;
+  return {
+    path: o.path,
+    size: o.size === undefined ? 64 * KB * KB : parseSize(o.size),
+    stamp,
+    ttl: o.ttl === undefined ? 0 : parseTtl(o.ttl),
+    codec: o.codec === undefined ? (v8Codec as Codec<V>) : parseCodec<V>(o.codec),
+  };
+}

@@ -1,0 +1,14 @@
+import { binding } from './binding';
+
+/**
+ * Test support, not for production: shifts the clock the addon uses for
+ * TTLs in this process by `ms` milliseconds, so tests can expire entries
+ * without sleeping. Other processes keep the real clock.
+ */
+export function setClockOffsetForTesting(ms: number): void {
+  if (!Number.isSafeInteger(ms)) throw new TypeError('ms must be an integer');
+  binding.setClockOffset(ms);
+}
+
+/** The cheapest call into the addon: the floor for benchmarks. */
+export const nativeNoop: () => void = binding.noop;
