@@ -39,6 +39,7 @@ Code CodeForErrno(int e) {
     case EPERM:
     case ELOOP:
     case EROFS:
+    case EISDIR:
       return Code::kPermission;
     case ENOSPC:
     case EDQUOT:

@@ -68,7 +68,14 @@ const T_CODEC = 4;
 const MAX_KEY_BYTES = 1024;
 const INITIAL_BUFFER = 64 * 1024;
 const LOCK_STALE_MS = 5000;
-const LOCK_WAIT_MS = 30000;
+const DEFAULT_LOCK_WAIT_MS = 30000;
+
+/** How long open() waits for the creation lock: `SHMCACHE_LOCK_TIMEOUT_MS` or 30 s. */
+function lockWaitMs(): number {
+  const env = process.env.SHMCACHE_LOCK_TIMEOUT_MS;
+  const n = env === undefined ? NaN : Number(env);
+  return Number.isSafeInteger(n) && n >= 0 ? n : DEFAULT_LOCK_WAIT_MS;
+}
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 function sleepSync(ms: number): void {
@@ -95,7 +102,8 @@ function optionsObject(value: unknown, name: string): Record<string, unknown> {
 
 /** Runs `fn` holding the cross-process creation lock `<file>.lock`. */
 function withCreationLock<T>(file: string, fn: () => T): T {
-  const deadline = Date.now() + LOCK_WAIT_MS;
+  const wait = lockWaitMs();
+  const deadline = Date.now() + wait;
   let release: (() => void) | undefined;
   for (;;) {
     try {
@@ -119,7 +127,7 @@ function withCreationLock<T>(file: string, fn: () => T): T {
       if (Date.now() > deadline) {
         throw new ShmCacheError(
           'ERR_SHMCACHE_TIMEOUT',
-          `waited ${LOCK_WAIT_MS} ms for the creation lock ${file}.lock`,
+          `waited ${wait} ms for the creation lock ${file}.lock (held by a process that is still creating or resetting the segment)`,
         );
       }
       sleepSync(5 + Math.random() * 10);

@@ -1,0 +1,314 @@
+import { afterEach, describe, expect, test } from 'vitest';
+import { Cache, ShmCacheError } from '../esm/index.mjs';
+import { tempDir } from './helpers';
+
+const tmp = tempDir();
+const open: Cache<any>[] = [];
+function cache<V = any>(options: Record<string, unknown> = {}): Cache<V> {
+  const c = new Cache<V>({ path: tmp.file(), size: '2MB', stamp: false, ...options });
+  open.push(c as Cache<any>);
+  return c;
+}
+afterEach(() => {
+  for (const c of open.splice(0)) {
+    if (c.isOpen) expect(c.verify()).toEqual({ ok: true, problems: [] });
+    c.close();
+  }
+});
+
+function code(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(ShmCacheError);
+    return (e as ShmCacheError).code;
+  }
+  throw new Error('did not throw');
+}
+
+describe('get / set', () => {
+  test('strings, numbers and byte arrays come back as the same type', () => {
+    const c = cache();
+    const values: [string, unknown][] = [
+      ['s', 'hello'],
+      ['empty', ''],
+      ['unicode', 'naïve ☃ 😀 日本'],
+      ['n', 42],
+      ['neg', -0.5],
+      ['nan', NaN],
+      ['inf', -Infinity],
+      ['buf', Buffer.from([0, 1, 2, 255])],
+      ['emptybuf', Buffer.alloc(0)],
+    ];
+    for (const [k, v] of values) c.set(k, v);
+    for (const [k, v] of values) expect(c.get(k)).toEqual(v);
+    expect(typeof c.get('s')).toBe('string');
+    expect(Buffer.isBuffer(c.get('buf'))).toBe(true);
+    const u8 = new Uint8Array([9, 8, 7]).subarray(1);
+    c.set('u8', u8);
+    const back = c.get('u8');
+    expect(Buffer.isBuffer(back)).toBe(true);
+    expect([...back]).toEqual([8, 7]);
+  });
+
+  test('a returned Buffer is a copy, not a view the next call overwrites', () => {
+    const c = cache();
+    c.set('a', Buffer.from('aaaa'));
+    c.set('b', Buffer.from('bbbb'));
+    const a = c.get('a');
+    c.get('b');
+    expect(a.toString()).toBe('aaaa');
+    a.fill(0);
+    expect(c.get('a').toString()).toBe('aaaa');
+  });
+
+  test('other values go through the v8 codec by default', () => {
+    const c = cache();
+    const v = { a: [1, 2, { b: null }], d: new Date(5), m: new Map([[1, 'x']]), big: 10n, t: true, u8: new Uint16Array([1, 2]) };
+    c.set('obj', v);
+    expect(c.get('obj')).toEqual(v);
+    c.set('t', true);
+    expect(c.get('t')).toBe(true);
+    c.set('null', null);
+    expect(c.get('null')).toBeNull();
+  });
+
+  test('a decoded typed array is not a view of the shared read buffer', () => {
+    const c = cache();
+    c.set('x', { arr: new Float64Array([1, 2, 3]) });
+    const first = c.get('x');
+    c.set('y', { arr: new Float64Array([7, 7, 7]) });
+    c.get('y');
+    expect([...first.arr]).toEqual([1, 2, 3]);
+  });
+
+  test('the json codec, and a custom codec', () => {
+    const j = cache({ codec: 'json' });
+    j.set('o', { a: 1, b: [true, 'x'] });
+    expect(j.get('o')).toEqual({ a: 1, b: [true, 'x'] });
+    j.set('s', 'plain string stays a string');
+    expect(j.get('s')).toBe('plain string stays a string');
+
+    const calls: string[] = [];
+    const custom = cache<{ n: number }>({
+      codec: {
+        encode: (v: { n: number }) => {
+          calls.push('encode');
+          return Uint8Array.of(v.n);
+        },
+        decode: (b: Uint8Array) => {
+          calls.push('decode');
+          return { n: b[0]! };
+        },
+      },
+    });
+    custom.set('x', { n: 7 });
+    expect(custom.get('x')).toEqual({ n: 7 });
+    expect(calls).toEqual(['encode', 'decode']);
+  });
+
+  test('set replaces, set(key, undefined) deletes, a miss is undefined', () => {
+    const c = cache();
+    expect(c.get('k')).toBeUndefined();
+    c.set('k', 'one');
+    c.set('k', 'two');
+    expect(c.get('k')).toBe('two');
+    c.set('k', undefined);
+    expect(c.get('k')).toBeUndefined();
+    expect(c.has('k')).toBe(false);
+    expect(c.stats().entries).toBe(0);
+  });
+
+  test('keys of every length up to 1024 UTF-8 bytes, in any script', () => {
+    const c = cache();
+    const keys = ['a', 'x'.repeat(1024), 'é'.repeat(512), '😀'.repeat(256), 'key with spaces/and:colons'];
+    keys.forEach((k, i) => c.set(k, i));
+    keys.forEach((k, i) => expect(c.get(k)).toBe(i));
+    expect(code(() => c.set('x'.repeat(1025), 1))).toBe('ERR_SHMCACHE_INVALID_KEY');
+    expect(code(() => c.set('é'.repeat(513), 1))).toBe('ERR_SHMCACHE_INVALID_KEY');
+    expect(code(() => c.get(42 as never))).toBe('ERR_SHMCACHE_INVALID_KEY');
+    expect(code(() => c.has(undefined as never))).toBe('ERR_SHMCACHE_INVALID_KEY');
+    expect(code(() => c.delete(''))).toBe('ERR_SHMCACHE_INVALID_KEY');
+  });
+
+  test('large values grow the shared buffers both ways', () => {
+    const c = cache();
+    const big = Buffer.alloc(c.open().maxValueSize, 0xab);
+    c.set('big', big);
+    expect(c.get('big').equals(big)).toBe(true);
+    const s = 'é'.repeat(100_000);
+    c.set('str', s);
+    expect(c.get('str')).toBe(s);
+  });
+
+  test('set with a ttl option, and a bad ttl changes nothing', () => {
+    const c = cache();
+    c.set('a', 1, { ttl: 60_000 });
+    expect(c.get('a')).toBe(1);
+    const sets = c.stats().sets;
+    expect(code(() => c.set('a', 2, { ttl: -5 }))).toBe('ERR_SHMCACHE_INVALID_OPTION');
+    expect(code(() => c.set('a', 2, 5 as never))).toBe('ERR_SHMCACHE_INVALID_OPTION');
+    expect(c.get('a')).toBe(1);
+    expect(c.stats().sets).toBe(sets);
+  });
+});
+
+describe('add / has / delete', () => {
+  test('add stores only when there is no live entry', () => {
+    const c = cache();
+    expect(c.add('a', 'first')).toBe(true);
+    expect(c.add('a', 'second')).toBe(false);
+    expect(c.get('a')).toBe('first');
+    expect(code(() => c.add('b', undefined))).toBe('ERR_SHMCACHE_ENCODE');
+    expect(c.has('b')).toBe(false);
+  });
+
+  test('has does not count as a read; delete reports whether it removed', () => {
+    const c = cache();
+    c.set('a', 1);
+    const before = c.stats();
+    expect(c.has('a')).toBe(true);
+    expect(c.has('zz')).toBe(false);
+    const after = c.stats();
+    expect(after.hits).toBe(before.hits);
+    expect(after.misses).toBe(before.misses);
+    expect(c.delete('a')).toBe(true);
+    expect(c.delete('a')).toBe(false);
+    expect(c.stats().deletes).toBe(1);
+  });
+});
+
+describe('counters', () => {
+  test('incr and decr, with by, initial and a created-only ttl', () => {
+    const c = cache();
+    expect(c.incr('n')).toBe(1);
+    expect(c.incr('n', 10)).toBe(11);
+    expect(c.decr('n')).toBe(10);
+    expect(c.decr('n', 4)).toBe(6);
+    expect(c.incr('m', 5, { initial: 100 })).toBe(105);
+    expect(c.incr('m', 1, { initial: 100 })).toBe(106);
+    expect(c.decr('d', 1, { initial: 0 })).toBe(-1);
+    expect(c.get('n')).toBe(6);
+    c.set('x', 7);
+    expect(c.incr('x')).toBe(8);
+  });
+
+  test('incr on a non-integer is NOT_NUMBER and changes nothing', () => {
+    const c = cache();
+    c.set('s', 'text');
+    c.set('f', 1.5);
+    c.set('o', { a: 1 });
+    for (const k of ['s', 'f', 'o']) expect(code(() => c.incr(k))).toBe('ERR_SHMCACHE_NOT_NUMBER');
+    expect(c.get('s')).toBe('text');
+    expect(c.get('f')).toBe(1.5);
+  });
+
+  test('leaving the safe integer range is RANGE and changes nothing', () => {
+    const c = cache();
+    c.set('big', Number.MAX_SAFE_INTEGER - 1);
+    expect(c.incr('big')).toBe(Number.MAX_SAFE_INTEGER);
+    expect(code(() => c.incr('big'))).toBe('ERR_SHMCACHE_RANGE');
+    expect(c.get('big')).toBe(Number.MAX_SAFE_INTEGER);
+    expect(code(() => c.decr('neg', 1, { initial: -Number.MAX_SAFE_INTEGER }))).toBe('ERR_SHMCACHE_RANGE');
+    expect(c.has('neg')).toBe(false);
+    expect(code(() => c.incr('x', 2 ** 53))).toBe('ERR_SHMCACHE_RANGE');
+    expect(code(() => c.incr('x', 0.5))).toBe('ERR_SHMCACHE_RANGE');
+    expect(code(() => c.incr('x', '1' as never))).toBe('ERR_SHMCACHE_INVALID_OPTION');
+    expect(code(() => c.incr('x', 1, { initial: 0.5 }))).toBe('ERR_SHMCACHE_RANGE');
+    expect(code(() => c.incr('x', 1, { ttl: -1 }))).toBe('ERR_SHMCACHE_INVALID_OPTION');
+    expect(c.has('x')).toBe(false);
+  });
+
+  test('cas swaps integers only when equal, and never creates', () => {
+    const c = cache();
+    expect(c.cas('n', 0, 1)).toBe(false);
+    expect(c.has('n')).toBe(false);
+    c.set('n', 5);
+    expect(c.cas('n', 4, 9)).toBe(false);
+    expect(c.cas('n', 5, 9)).toBe(true);
+    expect(c.get('n')).toBe(9);
+    c.set('s', 'five');
+    expect(c.cas('s', 5, 6)).toBe(false);
+    c.set('f', 2.5);
+    expect(c.cas('f', 2, 3)).toBe(false);
+    expect(code(() => c.cas('f', 2.5, 3))).toBe('ERR_SHMCACHE_RANGE');
+    expect(c.get('f')).toBe(2.5);
+    expect(code(() => c.cas('n', 9, 2 ** 60))).toBe('ERR_SHMCACHE_RANGE');
+    expect(code(() => c.cas('n', null as never, 1))).toBe('ERR_SHMCACHE_INVALID_OPTION');
+    expect(c.get('n')).toBe(9);
+  });
+});
+
+describe('keys / clear / stats / verify / close', () => {
+  test('keys lists live keys, by prefix', () => {
+    const c = cache();
+    for (const k of ['user:1', 'user:2', 'post:1', 'usr']) c.set(k, 1);
+    expect(c.keys().sort()).toEqual(['post:1', 'user:1', 'user:2', 'usr']);
+    expect(c.keys('user:').sort()).toEqual(['user:1', 'user:2']);
+    expect(c.keys('nothing')).toEqual([]);
+    expect(c.keys('x'.repeat(2000))).toEqual([]);
+    expect(code(() => c.keys(5 as never))).toBe('ERR_SHMCACHE_INVALID_KEY');
+  });
+
+  test('clear drops every entry of this segment only and bumps the generation', () => {
+    const a = cache();
+    const b = cache();
+    a.set('k', 1);
+    b.set('k', 2);
+    const gen = a.stats().generation;
+    a.clear();
+    expect(a.get('k')).toBeUndefined();
+    expect(a.keys()).toEqual([]);
+    expect(a.stats()).toMatchObject({ entries: 0, used: 0, generation: gen + 1 });
+    expect(b.get('k')).toBe(2);
+  });
+
+  test('stats has every documented field', () => {
+    const c = cache();
+    c.set('a', 'x');
+    c.get('a');
+    c.get('missing');
+    const s = c.stats();
+    for (const f of ['path', 'size', 'used', 'entries', 'hits', 'misses', 'sets', 'deletes', 'evictions', 'expired', 'resets', 'stamp', 'generation']) {
+      expect(s).toHaveProperty(f);
+    }
+    expect(s).toMatchObject({ size: 2 * 1024 * 1024, entries: 1, hits: 1, misses: 1, sets: 1, deletes: 0 });
+    expect(s.used).toBeGreaterThan(0);
+    expect(s.path).toBe(c.path);
+  });
+
+  test('close is idempotent; every later call is CLOSED', () => {
+    const c = cache();
+    c.set('a', 1);
+    c.close();
+    c.close();
+    expect(c.isOpen).toBe(false);
+    for (const fn of [
+      () => c.get('a'),
+      () => c.set('a', 1),
+      () => c.has('a'),
+      () => c.open(),
+      () => c.keys(),
+      () => c.stats(),
+      () => c.verify(),
+      () => c.clear(),
+      () => c.incr('a'),
+    ]) {
+      expect(code(fn)).toBe('ERR_SHMCACHE_CLOSED');
+    }
+    const never = cache();
+    never.close();
+    expect(code(() => never.get('a'))).toBe('ERR_SHMCACHE_CLOSED');
+  });
+
+  test('two handles on one path in one process share entries', () => {
+    const path = tmp.file();
+    const a = new Cache({ path, size: '1MB', stamp: false });
+    const b = new Cache({ path, size: '1MB', stamp: false });
+    a.set('k', 'v');
+    expect(b.get('k')).toBe('v');
+    b.close();
+    expect(a.get('k')).toBe('v');
+    a.close();
+  });
+});

@@ -1,0 +1,68 @@
+import { spawn, type SpawnOptions } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll } from 'vitest';
+
+export const isRoot = process.getuid?.() === 0;
+export const fixtures = join(__dirname, 'fixtures');
+
+/** A fresh folder (on tmpfs when there is one) removed after the file's tests. */
+export function tempDir(prefix = 'shmcache-test-'): { dir: string; file(name?: string): string } {
+  const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+  const dir = mkdtempSync(join(base, prefix));
+  let n = 0;
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  return { dir, file: (name = 'cache') => join(dir, `${name}-${++n}.shm`) };
+}
+
+export interface FixtureResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  messages: any[];
+  stderr: string;
+}
+
+/** Runs test/fixtures/<script> in a fresh node process; stdout lines are JSON messages. */
+export function runFixture(
+  script: string,
+  args: string[] = [],
+  options: SpawnOptions & { timeoutMs?: number } = {},
+): Promise<FixtureResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(fixtures, script), ...args], {
+      ...options,
+      env: { ...process.env, ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`fixture ${script} timed out; stderr: ${err}`));
+    }, options.timeoutMs ?? 50_000);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const messages = out
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map((l) => JSON.parse(l));
+      resolve({ code, signal, messages, stderr: err });
+    });
+  });
+}
+
+/** Runs fixtures/open.mjs: opens a cache and applies `ops`, reporting results or the error. */
+export async function openInChild(
+  path: string,
+  cacheOptions: Record<string, unknown> = {},
+  ops: unknown[][] = [],
+  options: SpawnOptions & { timeoutMs?: number } = {},
+): Promise<any> {
+  const r = await runFixture('open.mjs', [path, JSON.stringify(cacheOptions), JSON.stringify(ops)], options);
+  if (r.messages.length !== 1) throw new Error(`open.mjs said ${JSON.stringify(r.messages)}; stderr: ${r.stderr}`);
+  return r.messages[0];
+}

@@ -1,0 +1,275 @@
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  truncateSync,
+  utimesSync,
+  writeFileSync,
+  writeSync,
+  existsSync,
+} from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { Cache, ShmCacheError } from '../esm/index.mjs';
+import { isRoot, openInChild, tempDir } from './helpers';
+
+const tmp = tempDir();
+const MB = 1024 * 1024;
+
+function openError(path: string, options: Record<string, unknown> = {}): ShmCacheError {
+  const c = new Cache({ path, size: '1MB', stamp: false, ...options });
+  try {
+    c.open();
+  } catch (e) {
+    expect(e).toBeInstanceOf(ShmCacheError);
+    expect(c.isOpen).toBe(false);
+    return e as ShmCacheError;
+  }
+  c.close();
+  throw new Error(`opening ${path} did not fail`);
+}
+
+function makeSegment(size = '1MB'): string {
+  const path = tmp.file();
+  const c = new Cache({ path, size, stamp: false });
+  c.set('k', 'v');
+  c.close();
+  return path;
+}
+
+function poke(path: string, offset: number, bytes: Buffer): void {
+  const fd = openSync(path, 'r+');
+  writeSync(fd, bytes, 0, bytes.length, offset);
+  closeSync(fd);
+}
+
+describe('creation', () => {
+  test('mode is exactly 0600 whatever the umask', async () => {
+    for (const umask of ['0277', '0000', '0022']) {
+      const path = tmp.file();
+      const r = await openInChild(path, { size: '1MB' }, [['set', 'a', 1]], { env: { TEST_UMASK: umask } });
+      expect(r.ok).toBe(true);
+      expect(statSync(path).mode & 0o7777).toBe(0o600);
+    }
+  });
+
+  test('owned by the effective uid, blocks reserved up front', () => {
+    const path = makeSegment('4MB');
+    const st = statSync(path);
+    expect(st.uid).toBe(process.geteuid!());
+    expect(st.size).toBe(4 * MB);
+    expect(st.blocks * 512).toBeGreaterThanOrEqual(4 * MB);
+  });
+
+  test('an existing segment keeps its own size', () => {
+    const path = makeSegment('2MB');
+    const c = new Cache({ path, size: '8MB', stamp: false });
+    expect(c.open().size).toBe(2 * MB);
+    expect(c.get('k')).toBe('v');
+    c.close();
+    expect(statSync(path).size).toBe(2 * MB);
+  });
+
+  test('an empty file counts as new', () => {
+    const path = tmp.file();
+    writeFileSync(path, '', { mode: 0o600 });
+    const c = new Cache({ path, size: '1MB', stamp: false });
+    c.set('a', 'b');
+    expect(c.get('a')).toBe('b');
+    c.close();
+    expect(statSync(path).size).toBe(MB);
+  });
+
+  test('a creation that died before writing the magic is finished', () => {
+    const path = tmp.file();
+    writeFileSync(path, Buffer.alloc(2 * MB), { mode: 0o600 });
+    const c = new Cache({ path, size: '1MB', stamp: false });
+    c.set('a', 'b');
+    expect(c.stats().size).toBe(2 * MB); // never shrunk
+    c.close();
+    expect(statSync(path).size).toBe(2 * MB);
+  });
+
+  test('a larger file than the segment is left at its size', () => {
+    const path = makeSegment('1MB');
+    truncateSync(path, 3 * MB);
+    const c = new Cache({ path, size: '1MB', stamp: false });
+    expect(c.get('k')).toBe('v');
+    c.close();
+    expect(statSync(path).size).toBe(3 * MB);
+  });
+
+  test('a stale creation lock left by a dead process is taken over', () => {
+    const path = tmp.file();
+    mkdirSync(path + '.lock');
+    const old = new Date(Date.now() - 60_000);
+    utimesSync(path + '.lock', old, old);
+    const c = new Cache({ path, size: '1MB', stamp: false });
+    c.set('a', 1);
+    expect(c.get('a')).toBe(1);
+    c.close();
+    expect(existsSync(path + '.lock')).toBe(false);
+  });
+});
+
+describe('ERR_SHMCACHE_PERMISSION', () => {
+  test('a symlink is refused and its target untouched', () => {
+    const target = tmp.file('target');
+    writeFileSync(target, 'precious', { mode: 0o600 });
+    const link = tmp.file('link');
+    symlinkSync(target, link);
+    const e = openError(link);
+    expect(e.code).toBe('ERR_SHMCACHE_PERMISSION');
+    expect(e.errno).toBe(40); // ELOOP
+    expect(e.syscall).toBe('open');
+    expect(readFileSync(target, 'utf8')).toBe('precious');
+  });
+
+  test('group or other bits are refused', () => {
+    const path = makeSegment();
+    chmodSync(path, 0o640);
+    const e = openError(path);
+    expect(e.code).toBe('ERR_SHMCACHE_PERMISSION');
+    expect(e.message).toMatch(/mode 0640/);
+    chmodSync(path, 0o604);
+    expect(openError(path).code).toBe('ERR_SHMCACHE_PERMISSION');
+  });
+
+  test('something other than a regular file is refused', () => {
+    const dir = join(tmp.dir, 'a-directory.shm');
+    mkdirSync(dir, { mode: 0o700 });
+    expect(openError(dir).code).toBe('ERR_SHMCACHE_PERMISSION');
+    const fifo = join(tmp.dir, 'a-fifo.shm');
+    execFileSync('mkfifo', ['-m', '600', fifo]);
+    expect(openError(fifo).code).toBe('ERR_SHMCACHE_PERMISSION');
+  });
+
+  test.runIf(isRoot)('a file owned by another uid is refused and untouched', () => {
+    const path = makeSegment();
+    const before = readFileSync(path);
+    chownSync(path, 65534, 65534);
+    const e = openError(path);
+    expect(e.code).toBe('ERR_SHMCACHE_PERMISSION');
+    expect(e.message).toMatch(/owned by uid 65534/);
+    expect(readFileSync(path).equals(before)).toBe(true);
+  });
+
+  test.runIf(isRoot)('another uid cannot open a 0600 segment', async () => {
+    chmodSync(tmp.dir, 0o711);
+    const shared = join(tmp.dir, 'shared');
+    mkdirSync(shared);
+    chmodSync(shared, 0o1777);
+    const path = join(shared, 'root.shm');
+    const c = new Cache({ path, size: '1MB', stamp: false });
+    c.set('secret', 'root only');
+    c.close();
+    const r = await openInChild(path, { size: '1MB', stamp: false }, [['get', 'secret']], { uid: 65534, gid: 65534 });
+    expect(r).toMatchObject({ ok: false, code: 'ERR_SHMCACHE_PERMISSION', errno: 13, syscall: 'open' });
+  });
+});
+
+describe('ERR_SHMCACHE_NOT_A_SEGMENT', () => {
+  test('a file of random bytes is never overwritten', () => {
+    const path = tmp.file();
+    const data = randomBytes(2 * MB);
+    writeFileSync(path, data, { mode: 0o600 });
+    const e = openError(path);
+    expect(e.code).toBe('ERR_SHMCACHE_NOT_A_SEGMENT');
+    expect(readFileSync(path).equals(data)).toBe(true);
+  });
+
+  test('a short text file is never overwritten', () => {
+    const path = tmp.file();
+    writeFileSync(path, 'hello\n', { mode: 0o600 });
+    expect(openError(path).code).toBe('ERR_SHMCACHE_NOT_A_SEGMENT');
+    expect(readFileSync(path, 'utf8')).toBe('hello\n');
+  });
+
+  test('a small file of zeros is not taken for an interrupted creation', () => {
+    const path = tmp.file();
+    writeFileSync(path, Buffer.alloc(4096), { mode: 0o600 });
+    expect(openError(path).code).toBe('ERR_SHMCACHE_NOT_A_SEGMENT');
+    expect(statSync(path).size).toBe(4096);
+  });
+});
+
+describe('ERR_SHMCACHE_CORRUPT', () => {
+  test('a damaged header field fails its checksum', () => {
+    const path = makeSegment();
+    poke(path, 40, Buffer.from([0xff]));
+    const e = openError(path);
+    expect(e.code).toBe('ERR_SHMCACHE_CORRUPT');
+    expect(e.message).toMatch(/checksum/);
+  });
+
+  test('random bytes over the header after the magic', () => {
+    for (let i = 0; i < 10; i++) {
+      const path = makeSegment();
+      poke(path, 8 + (i % 4) * 16, randomBytes(96));
+      expect(openError(path).code).toBe('ERR_SHMCACHE_CORRUPT');
+    }
+  });
+
+  test('another format version', () => {
+    const path = makeSegment();
+    poke(path, 8, Buffer.from([99, 0, 0, 0]));
+    const e = openError(path);
+    expect(e.code).toBe('ERR_SHMCACHE_CORRUPT');
+    expect(e.message).toMatch(/format version 99/);
+  });
+
+  test('a segment truncated below its size', () => {
+    const path = makeSegment('2MB');
+    truncateSync(path, MB);
+    const e = openError(path);
+    expect(e.code).toBe('ERR_SHMCACHE_CORRUPT');
+    expect(e.message).toMatch(/shorter/);
+    expect(statSync(path).size).toBe(MB);
+  });
+});
+
+describe('ERR_SHMCACHE_IO and ERR_SHMCACHE_TIMEOUT', () => {
+  test('a missing directory is IO with errno and syscall', () => {
+    const e = openError(join(tmp.dir, 'no', 'such', 'dir.shm'));
+    expect(e.code).toBe('ERR_SHMCACHE_IO');
+    expect(e.errno).toBe(2);
+    expect(e.syscall).toBe('mkdir');
+  });
+
+  test('a creation lock held by a live process times out', async () => {
+    const path = tmp.file();
+    mkdirSync(path + '.lock'); // fresh: someone is creating the segment right now
+    const r = await openInChild(path, { size: '1MB' }, [['get', 'a']], { env: { SHMCACHE_LOCK_TIMEOUT_MS: '200' } });
+    expect(r).toMatchObject({ ok: false, code: 'ERR_SHMCACHE_TIMEOUT' });
+    expect(existsSync(path)).toBe(false);
+  });
+});
+
+describe.runIf(isRoot)('ERR_SHMCACHE_NO_SPACE', () => {
+  const mnt = join(tmp.dir, 'small-fs');
+  mkdirSync(mnt);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt]);
+  afterAll(() => {
+    execFileSync('umount', [mnt]);
+  });
+
+  test('a full file system fails at creation and the file is removed', () => {
+    const path = join(mnt, 'big.shm');
+    const e = openError(path, { size: '8MB' });
+    expect(e.code).toBe('ERR_SHMCACHE_NO_SPACE');
+    expect(e.errno).toBe(28);
+    expect(e.syscall).toBe('posix_fallocate');
+    expect(existsSync(path)).toBe(false);
+    const ok = new Cache({ path, size: '1MB', stamp: false });
+    ok.set('a', 1);
+    expect(ok.get('a')).toBe(1);
+    ok.close();
+  });
+});
