@@ -136,10 +136,14 @@ uint32_t Store::TakeFreePages(uint32_t si, uint32_t k) {
   return kNoPage;
 }
 
-// Evicts the span at `head` of shard `ti` (lock held). Pages of the span in
-// [lo, hi) pass to `to`, the others become free. False if the shard turned
-// out to be damaged and was dropped instead.
-bool Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_t hi, uint32_t to) {
+// Evicts the span at `head` of shard `ti` (lock held). With `second_chance`,
+// the live entries of a one-page span that readers touched since they were
+// written are kept: compacted to the start of the page, which stays with the
+// shard (kCompacted). Otherwise every entry is dropped and the pages of the
+// span in [lo, hi) pass to `to`, the others become free (kFreed). A damaged
+// span drops the whole shard instead (kDamaged).
+Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_t hi, uint32_t to,
+                                bool second_chance) {
   Header* h = header();
   Shard* sh = shard(ti);
   Page* hp = page(head);
@@ -147,12 +151,14 @@ bool Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_t hi, uint
   uint32_t span = hp->span;
   if (span == 0 || head + span > h->npages || hp->used > uint64_t{span} * ps) {
     DropShard(ti);
-    return false;
+    return Evicted::kDamaged;
   }
+  second_chance = second_chance && span == 1;
+  if (scratch_.size() < ps) scratch_.resize(ps);
   uint64_t now = 0;
   uint64_t base = uint64_t{head} * ps;
   uint32_t used = hp->used;
-  uint32_t cur = sh->cur_page;
+  uint32_t kept = 0;
   bool damaged = false;
   WriteBegin(sh->seq);
   for (uint64_t off = 0; off < used;) {
@@ -179,19 +185,13 @@ bool Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_t hi, uint
         damaged = true;
         break;
       }
+      *link = e->next;
       if (now == 0 && e->expires != 0) now = static_cast<uint64_t>(NowMs());
       bool live = IsLive(e, now == 0 ? 1 : now);
-      Page* cp = cur != kNoPage && cur != head && cur < h->npages ? page(cur) : nullptr;
-      bool keep = live && Touched(base + off) && a <= ps && cp != nullptr && cp->used + a <= ps;
-      if (keep) {
-        uint64_t dst = uint64_t{cur} * ps + cp->used;
-        std::memcpy(heap() + dst, e, a);
-        Untouch(dst);
-        *link = RefOf(dst);
-        cp->used += a;
-        cp->live += a;
+      if (second_chance && live && Touched(base + off)) {
+        std::memcpy(scratch_.data() + kept, e, a);
+        kept += a;
       } else {
-        *link = e->next;
         Atomic(sh->count).store(sh->count - 1, std::memory_order_relaxed);
         Atomic(sh->used).store(sh->used - a, std::memory_order_relaxed);
         auto counter = Atomic(live ? sh->evictions : sh->expired);
@@ -203,16 +203,41 @@ bool Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_t hi, uint
   }
   if (damaged) {
     DropShard(ti);
-    return false;
+    return Evicted::kDamaged;
   }
-  if (cur >= head && cur < head + span) sh->cur_page = kNoPage;
+  if (kept > 0) {
+    // Rewrite the page with the kept entries only and link them again.
+    std::memset(access_bits() + base / 512, 0, ps / 512);
+    std::memcpy(heap() + base, scratch_.data(), kept);
+    for (uint32_t off = 0; off < kept;) {
+      Entry* e = reinterpret_cast<Entry*>(heap() + base + off);
+      uint32_t* bucket = &buckets(ti)[e->hash & (h->buckets - 1)];
+      e->next = *bucket;
+      e->flags = kLive;
+      *bucket = RefOf(base + off);
+      off += e->alloc;
+    }
+    hp->used = kept;
+    hp->live = kept;
+    hp->birth = Atomic(h->clock).fetch_add(1, std::memory_order_relaxed) + 1;
+    // The page with more room left becomes the shard's current page.
+    uint32_t cur = sh->cur_page;
+    Page* cp = cur != kNoPage && cur != head && cur < h->npages ? page(cur) : nullptr;
+    if (cur != head && (cp == nullptr || cp->used > kept)) {
+      sh->cur_page = head;
+      if (cp != nullptr && cp->live == 0) FreeSpan(cur, 0);
+    }
+    WriteEnd(sh->seq);
+    return Evicted::kCompacted;
+  }
+  if (sh->cur_page >= head && sh->cur_page < head + span) sh->cur_page = kNoPage;
   // Hand the pages over, continuation pages first.
   for (uint32_t j = head + span; j-- > head;) {
     page(j)->span = 1;
     FreeSpan(j, (j >= lo && j < hi) ? to : 0);
   }
   WriteEnd(sh->seq);
-  return true;
+  return Evicted::kFreed;
 }
 
 // Picks up to kCandidates of the oldest span heads, oldest first.
@@ -244,58 +269,67 @@ uint32_t Store::OldestSpans(uint32_t* out) {
   return found;
 }
 
-// Frees one page for shard `si` (lock held) by evicting the oldest span it
-// can lock. Returns the page, now owned by `si`, or kNoPage with *busy set.
+// Frees one page for shard `si` (lock held) by evicting the oldest spans it
+// can lock. Returns the page, now owned by `si`, or kNoPage with *busy set
+// to a shard whose lock was taken by someone else.
 uint32_t Store::EvictForPage(uint32_t si, uint32_t* busy) {
   Header* h = header();
-  uint32_t cands[kCandidates];
-  uint32_t found = OldestSpans(cands);
+  constexpr int kRounds = 8;
   *busy = kNoPage;
-  for (uint32_t c = 0; c < found; ++c) {
-    uint32_t idx = cands[c];
-    uint32_t owner = Atomic(page(idx)->owner).load(std::memory_order_acquire);
-    if (owner == 0) {
-      uint32_t p = TakeFreePages(si, 1);
-      if (p != kNoPage) return p;
-      continue;
-    }
-    uint32_t ti = owner - 1;
-    if (ti >= h->nshards) {
-      // A damaged owner word names no shard: nobody can own this page.
-      if (Atomic(page(idx)->owner).compare_exchange_strong(owner, si + 1)) {
-        page(idx)->head = idx;
-        page(idx)->span = 0;
-        return idx;
-      }
-      continue;
-    }
-    if (ti != si) {
-      LockResult r = TryLock(&shard(ti)->mutex);
-      if (r == LockResult::kBusy || r == LockResult::kUnrecoverable) {
-        if (*busy == kNoPage && r == LockResult::kBusy) *busy = ti;
-        continue;
-      }
-      if (r == LockResult::kOwnerDied) {
-        DropShard(ti);
-        MarkConsistent(&shard(ti)->mutex);
-        Unlock(&shard(ti)->mutex);
+  for (int round = 0; round < kRounds; ++round) {
+    bool second_chance = round < kRounds - 1;
+    uint32_t cands[kCandidates];
+    uint32_t found = OldestSpans(cands);
+    bool progress = false;
+    for (uint32_t c = 0; c < found; ++c) {
+      uint32_t idx = cands[c];
+      uint32_t owner = Atomic(page(idx)->owner).load(std::memory_order_acquire);
+      if (owner == 0) {
         uint32_t p = TakeFreePages(si, 1);
         if (p != kNoPage) return p;
         continue;
       }
+      uint32_t ti = owner - 1;
+      if (ti >= h->nshards) {
+        // A damaged owner word names no shard: nobody can own this page.
+        if (Atomic(page(idx)->owner).compare_exchange_strong(owner, si + 1)) {
+          page(idx)->head = idx;
+          page(idx)->span = 0;
+          return idx;
+        }
+        continue;
+      }
+      if (ti != si) {
+        LockResult r = TryLock(&shard(ti)->mutex);
+        if (r == LockResult::kBusy || r == LockResult::kUnrecoverable) {
+          if (*busy == kNoPage && r == LockResult::kBusy) *busy = ti;
+          continue;
+        }
+        if (r == LockResult::kOwnerDied) {
+          DropShard(ti);
+          MarkConsistent(&shard(ti)->mutex);
+          Unlock(&shard(ti)->mutex);
+          uint32_t p = TakeFreePages(si, 1);
+          if (p != kNoPage) return p;
+          progress = true;
+          continue;
+        }
+      }
+      Evicted result = Evicted::kDamaged;
+      Page* p = page(idx);
+      if (Atomic(p->owner).load(std::memory_order_relaxed) == ti + 1 && p->span > 0 &&
+          p->head == idx) {
+        result = EvictSpan(ti, idx, idx, idx + 1, si + 1, second_chance);
+      }
+      if (ti != si) Unlock(&shard(ti)->mutex);
+      if (result == Evicted::kFreed) return idx;
+      progress = true;
+      uint32_t q = TakeFreePages(si, 1);
+      if (q != kNoPage) return q;
     }
-    bool ok = false;
-    Page* p = page(idx);
-    if (Atomic(p->owner).load(std::memory_order_relaxed) == ti + 1 && p->span > 0 &&
-        p->head == idx) {
-      ok = EvictSpan(ti, idx, idx, idx + 1, si + 1);
-    }
-    if (ti != si) Unlock(&shard(ti)->mutex);
-    if (ok) return idx;
-    uint32_t q = TakeFreePages(si, 1);
-    if (q != kNoPage) return q;
+    if (!progress) break;
   }
-  return kNoPage;
+  return TakeFreePages(si, 1);
 }
 
 // Frees `k` contiguous pages for shard `si` (lock held), evicting whatever
@@ -359,7 +393,7 @@ uint32_t Store::EvictForRun(uint32_t si, uint32_t k, uint32_t* busy) {
       Page* hp = head < h->npages ? page(head) : nullptr;
       if (hp != nullptr && Atomic(hp->owner).load(std::memory_order_relaxed) == ti + 1 &&
           hp->span > 0 && head <= j && j < head + hp->span) {
-        EvictSpan(ti, head, start, start + k, si + 1);
+        EvictSpan(ti, head, start, start + k, si + 1, false);
       } else {
         // Ownership without a consistent span: the shard is damaged.
         DropShard(ti);

@@ -179,7 +179,9 @@ class Store {
   void AfterUnlink(uint32_t si, uint32_t head);
   uint32_t HeadOf(uint32_t ref) const;
   uint32_t TakeFreePages(uint32_t si, uint32_t k);
-  bool EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_t hi, uint32_t to);
+  enum class Evicted { kFreed, kCompacted, kDamaged };
+  Evicted EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_t hi, uint32_t to,
+                    bool second_chance);
   uint32_t OldestSpans(uint32_t* out);
   uint32_t EvictForPage(uint32_t si, uint32_t* busy);
   uint32_t EvictForRun(uint32_t si, uint32_t k, uint32_t* busy);
@@ -187,6 +189,7 @@ class Store {
   Segment seg_;
   uint32_t slot_ = kSlots;  // our statistics slot, kSlots = shared counters
   uint32_t pid_ = 0;
+  std::vector<unsigned char> scratch_;  // page-sized, for compaction
 };
 
 // Entry checksum over metadata, key and value.
