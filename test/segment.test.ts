@@ -170,7 +170,9 @@ describe('ERR_SHMCACHE_PERMISSION', () => {
     const c = new Cache({ path, size: '1MB', stamp: false });
     c.set('secret', 'root only');
     c.close();
-    const r = await openInChild(path, { size: '1MB', stamp: false }, [['get', 'secret']], { uid: 65534, gid: 65534 });
+    const r = await openInChild(path, { size: '1MB', stamp: false }, [['get', 'secret']], {
+      env: { TEST_DROP_TO: '65534:65534' },
+    });
     expect(r).toMatchObject({ ok: false, code: 'ERR_SHMCACHE_PERMISSION', errno: 13, syscall: 'open' });
   });
 });
