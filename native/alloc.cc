@@ -245,8 +245,8 @@ uint32_t Store::OldestSpans(uint32_t* out) {
   Header* h = header();
   uint32_t n = h->npages;
   uint32_t count = std::min(n, kScanLimit);
-  uint32_t start = n > kScanLimit ? static_cast<uint32_t>(Atomic(h->clock).load() * 2654435761u) % n
-                                  : 0;
+  uint32_t start =
+      n > kScanLimit ? static_cast<uint32_t>(Atomic(h->clock).load() * 2654435761u) % n : 0;
   uint64_t births[kCandidates];
   uint32_t found = 0;
   for (uint32_t i = 0; i < count; ++i) {

@@ -27,7 +27,8 @@ Napi::Value MakeError(Napi::Env env, Code code, const std::string& message, int 
   AddonData* data = env.GetInstanceData<AddonData>();
   Napi::Object options = Napi::Object::New(env);
   if (err != 0) options.Set("errno", Napi::Number::New(env, err));
-  if (syscall != nullptr && syscall[0] != '\0') options.Set("syscall", Napi::String::New(env, syscall));
+  if (syscall != nullptr && syscall[0] != '\0')
+    options.Set("syscall", Napi::String::New(env, syscall));
   if (data == nullptr || data->error_class.IsEmpty()) {
     Napi::Error e = Napi::Error::New(env, message);
     e.Set("code", Napi::String::New(env, CodeName(code)));
@@ -190,10 +191,11 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
     if (type < kString || type > kCodec) Throw(env, Code::kInvalidOption, "bad value type");
     if (vlen > cap) Throw(env, Code::kInvalidOption, "value length exceeds its buffer");
     if (vlen > store_.max_value())
-      Throw(env, Code::kValueTooLarge, "value of " + std::to_string(vlen) + " bytes is larger than " +
-                                           std::to_string(store_.max_value()));
-    WriteStatus st = store_.Set(key_, klen, static_cast<uint8_t>(type), value, vlen, ttl,
-                                only_if_absent);
+      Throw(env, Code::kValueTooLarge,
+            "value of " + std::to_string(vlen) + " bytes is larger than " +
+                std::to_string(store_.max_value()));
+    WriteStatus st =
+        store_.Set(key_, klen, static_cast<uint8_t>(type), value, vlen, ttl, only_if_absent);
     return Status(env, st);
   }
 
@@ -294,10 +296,8 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
     switch (st) {
       case WriteStatus::kCorrupt:
         Throw(env, Code::kCorrupt, "a shard mutex of the segment is unrecoverable");
-      case WriteStatus::kNoSpace:
-        Throw(env, Code::kNoSpace, "could not make room in the segment");
-      default:
-        return Napi::Number::New(env, static_cast<int>(st));
+      case WriteStatus::kNoSpace: Throw(env, Code::kNoSpace, "could not make room in the segment");
+      default: return Napi::Number::New(env, static_cast<int>(st));
     }
   }
 

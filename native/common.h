@@ -35,8 +35,8 @@ const char* CodeName(Code code);
 // caller's control (the file system, a damaged segment).
 struct Error {
   Code code = Code::kOk;
-  int err = 0;              // errno, 0 when no OS call failed
-  const char* syscall = ""; // the failing OS call, "" when none
+  int err = 0;               // errno, 0 when no OS call failed
+  const char* syscall = "";  // the failing OS call, "" when none
   std::string message;
 
   bool ok() const { return code == Code::kOk; }

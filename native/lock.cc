@@ -17,24 +17,16 @@ int InitRobustMutex(pthread_mutex_t* mutex) {
 
 static LockResult Classify(int rc) {
   switch (rc) {
-    case 0:
-      return LockResult::kLocked;
-    case EOWNERDEAD:
-      return LockResult::kOwnerDied;
-    case EBUSY:
-      return LockResult::kBusy;
-    default:
-      return LockResult::kUnrecoverable;
+    case 0: return LockResult::kLocked;
+    case EOWNERDEAD: return LockResult::kOwnerDied;
+    case EBUSY: return LockResult::kBusy;
+    default: return LockResult::kUnrecoverable;
   }
 }
 
-LockResult Lock(pthread_mutex_t* mutex) {
-  return Classify(pthread_mutex_lock(mutex));
-}
+LockResult Lock(pthread_mutex_t* mutex) { return Classify(pthread_mutex_lock(mutex)); }
 
-LockResult TryLock(pthread_mutex_t* mutex) {
-  return Classify(pthread_mutex_trylock(mutex));
-}
+LockResult TryLock(pthread_mutex_t* mutex) { return Classify(pthread_mutex_trylock(mutex)); }
 
 void MarkConsistent(pthread_mutex_t* mutex) { pthread_mutex_consistent(mutex); }
 

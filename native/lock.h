@@ -18,10 +18,10 @@ namespace shmcache {
 int InitRobustMutex(pthread_mutex_t* mutex);
 
 enum class LockResult {
-  kLocked,       // taken, state consistent
-  kOwnerDied,    // taken, previous owner died holding it: caller must repair
-                 // the shard and then call MarkConsistent
-  kBusy,         // TryLock only: held by someone else
+  kLocked,     // taken, state consistent
+  kOwnerDied,  // taken, previous owner died holding it: caller must repair
+               // the shard and then call MarkConsistent
+  kBusy,       // TryLock only: held by someone else
   kUnrecoverable,
 };
 
@@ -31,9 +31,7 @@ void MarkConsistent(pthread_mutex_t* mutex);
 void Unlock(pthread_mutex_t* mutex);
 
 // Seqlock helpers on a shard's counter.
-inline uint32_t ReadBegin(uint32_t& seq) {
-  return Atomic(seq).load(std::memory_order_acquire);
-}
+inline uint32_t ReadBegin(uint32_t& seq) { return Atomic(seq).load(std::memory_order_acquire); }
 inline bool ReadRetry(uint32_t& seq, uint32_t begin) {
   std::atomic_thread_fence(std::memory_order_acquire);
   return Atomic(seq).load(std::memory_order_relaxed) != begin;

@@ -39,13 +39,10 @@ Code CodeForErrno(int e) {
     case EPERM:
     case ELOOP:
     case EROFS:
-    case EISDIR:
-      return Code::kPermission;
+    case EISDIR: return Code::kPermission;
     case ENOSPC:
-    case EDQUOT:
-      return Code::kNoSpace;
-    default:
-      return Code::kIo;
+    case EDQUOT: return Code::kNoSpace;
+    default: return Code::kIo;
   }
 }
 
@@ -130,7 +127,8 @@ bool Segment::Open(const std::string& path, uint64_t size, Error* error, bool* c
     if (fd_ >= 0) break;
     if (errno != ENOENT) {
       int e = errno;
-      error->Set(CodeForErrno(e), "cannot open " + Quote(path) + ": " + std::strerror(e), e, "open");
+      error->Set(CodeForErrno(e), "cannot open " + Quote(path) + ": " + std::strerror(e), e,
+                 "open");
       return false;
     }
     fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -175,16 +173,15 @@ bool Segment::Open(const std::string& path, uint64_t size, Error* error, bool* c
     }
     if (st.st_uid != geteuid()) {
       error->Set(Code::kPermission, Quote(path) + " is owned by uid " + std::to_string(st.st_uid) +
-                                        ", not by this process's uid " +
-                                        std::to_string(geteuid()));
+                                        ", not by this process's uid " + std::to_string(geteuid()));
       Close();
       return false;
     }
     if ((st.st_mode & 077) != 0) {
       char mode[8];
       std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-      error->Set(Code::kPermission, Quote(path) + " has mode " + mode +
-                                        ": group and other bits must be clear (0600)");
+      error->Set(Code::kPermission,
+                 Quote(path) + " has mode " + mode + ": group and other bits must be clear (0600)");
       Close();
       return false;
     }
@@ -206,8 +203,8 @@ bool Segment::Open(const std::string& path, uint64_t size, Error* error, bool* c
       // A creation that died before writing the magic leaves a header page of
       // zeros in a file of at least the minimum size: finish it. Anything else
       // without the magic is someone else's file and is never overwritten.
-      bool interrupted = static_cast<uint64_t>(st.st_size) >= kMinSize && n == sizeof h &&
-                         InterruptedCreation(h);
+      bool interrupted =
+          static_cast<uint64_t>(st.st_size) >= kMinSize && n == sizeof h && InterruptedCreation(h);
       if (!interrupted) {
         error->Set(Code::kNotASegment,
                    Quote(path) + " is not a shmcache segment (bad magic); it was left untouched");
@@ -227,8 +224,8 @@ bool Segment::Open(const std::string& path, uint64_t size, Error* error, bool* c
     if (rc != 0) {
       if (fresh) ::unlink(path.c_str());
       error->Set(rc == ENOSPC ? Code::kNoSpace : Code::kIo,
-                 "cannot reserve " + std::to_string(new_size) + " bytes for " + Quote(path) +
-                     ": " + std::strerror(rc),
+                 "cannot reserve " + std::to_string(new_size) + " bytes for " + Quote(path) + ": " +
+                     std::strerror(rc),
                  rc, "posix_fallocate");
       Close();
       return false;
@@ -284,11 +281,11 @@ bool Segment::CheckHeader(uint64_t file_size, const Header* h, Error* error) {
     return false;
   }
   Layout l;
-  if (!ComputeLayout(h->size, &l) || h->header_bytes != kHeaderBytes ||
-      h->nshards != l.nshards || h->buckets != l.buckets || h->page_size != l.page_size ||
-      h->npages != l.npages || h->shards_off != l.shards_off || h->buckets_off != l.buckets_off ||
-      h->slots_off != l.slots_off || h->pages_off != l.pages_off || h->access_off != l.access_off || h->heap_off != l.heap_off ||
-      h->max_value != l.max_value) {
+  if (!ComputeLayout(h->size, &l) || h->header_bytes != kHeaderBytes || h->nshards != l.nshards ||
+      h->buckets != l.buckets || h->page_size != l.page_size || h->npages != l.npages ||
+      h->shards_off != l.shards_off || h->buckets_off != l.buckets_off ||
+      h->slots_off != l.slots_off || h->pages_off != l.pages_off || h->access_off != l.access_off ||
+      h->heap_off != l.heap_off || h->max_value != l.max_value) {
     error->Set(Code::kCorrupt, where + " has a damaged header (layout does not match its size)");
     return false;
   }

@@ -16,9 +16,9 @@ namespace shmcache {
 constexpr char kMagic[8] = {'S', 'H', 'M', 'C', 'A', 'C', 'H', 'E'};
 constexpr uint32_t kVersion = 1;
 constexpr uint64_t kHeaderBytes = 4096;
-constexpr uint64_t kMinSize = 1ull << 20;   // 1 MiB
-constexpr uint64_t kMaxSize = 1ull << 34;   // 16 GiB: refs are 32-bit, 8-byte units
-constexpr uint32_t kSlots = 256;            // per-handle statistics slots
+constexpr uint64_t kMinSize = 1ull << 20;  // 1 MiB
+constexpr uint64_t kMaxSize = 1ull << 34;  // 16 GiB: refs are 32-bit, 8-byte units
+constexpr uint32_t kSlots = 256;           // per-handle statistics slots
 constexpr uint32_t kNoPage = 0xFFFFFFFFu;
 
 // Byte 0 of the file. Everything up to `checksum` is fixed at creation and
@@ -27,29 +27,29 @@ struct Header {
   char magic[8];
   uint32_t version;
   uint32_t header_bytes;
-  uint64_t size;           // file size the layout was computed for
-  uint32_t nshards;        // power of two
-  uint32_t buckets;        // buckets per shard, power of two
-  uint32_t page_size;      // power of two
+  uint64_t size;       // file size the layout was computed for
+  uint32_t nshards;    // power of two
+  uint32_t buckets;    // buckets per shard, power of two
+  uint32_t page_size;  // power of two
   uint32_t npages;
   uint64_t shards_off;
   uint64_t buckets_off;
   uint64_t slots_off;
   uint64_t pages_off;
-  uint64_t access_off;     // access bitmap: one bit per 64 heap bytes
+  uint64_t access_off;  // access bitmap: one bit per 64 heap bytes
   uint64_t heap_off;
-  uint64_t max_value;      // largest value accepted: size / 8
+  uint64_t max_value;  // largest value accepted: size / 8
   uint64_t created_ms;
-  uint64_t checksum;       // Hash of every byte above
+  uint64_t checksum;  // Hash of every byte above
   // ---- mutable, at offset 256 ----
   char pad0[256 - 112];
-  uint64_t stamp;          // start-time stamp of the group that made or reset it
-  uint32_t generation;     // bumped by clear() and by a stamp reset
-  uint32_t resets;         // stamp resets seen
-  uint32_t free_hint;      // where the next free-page scan starts
+  uint64_t stamp;       // start-time stamp of the group that made or reset it
+  uint32_t generation;  // bumped by clear() and by a stamp reset
+  uint32_t resets;      // stamp resets seen
+  uint32_t free_hint;   // where the next free-page scan starts
   uint32_t pad1;
-  uint64_t clock;          // page birth counter (FIFO order of pages)
-  uint64_t shared_hits;    // hit/miss counts of handles that found no slot
+  uint64_t clock;        // page birth counter (FIFO order of pages)
+  uint64_t shared_hits;  // hit/miss counts of handles that found no slot
   uint64_t shared_misses;
 };
 static_assert(sizeof(Header) <= kHeaderBytes, "header fits its page");
@@ -57,12 +57,12 @@ static_assert(offsetof(Header, stamp) == 256, "mutable part at 256");
 
 // One per shard, 128 bytes.
 struct Shard {
-  pthread_mutex_t mutex;   // robust, process-shared
-  uint32_t seq;            // seqlock: odd while the shard's table is changing
-  uint32_t cur_page;       // page that new entries are appended to, or kNoPage
-  uint32_t count;          // live entries
-  uint32_t sweep;          // next bucket the expiry sweep looks at
-  uint64_t used;           // bytes held by live entries
+  pthread_mutex_t mutex;  // robust, process-shared
+  uint32_t seq;           // seqlock: odd while the shard's table is changing
+  uint32_t cur_page;      // page that new entries are appended to, or kNoPage
+  uint32_t count;         // live entries
+  uint32_t sweep;         // next bucket the expiry sweep looks at
+  uint64_t used;          // bytes held by live entries
   uint64_t sets;
   uint64_t deletes;
   uint64_t evictions;
@@ -126,8 +126,8 @@ class Segment {
 
   int fd_ = -1;
   unsigned char* base_ = nullptr;
-  uint64_t size_ = 0;       // segment size (header.size)
-  uint64_t map_size_ = 0;   // bytes mapped
+  uint64_t size_ = 0;      // segment size (header.size)
+  uint64_t map_size_ = 0;  // bytes mapped
   std::string path_;
 };
 

@@ -9,6 +9,8 @@
 //
 // Writers hold the shard's robust mutex and make the counter odd only while
 // they relink the chain; entry bytes are written before they are linked.
+#include "table.h"
+
 #include <signal.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -17,7 +19,6 @@
 #include <cmath>
 
 #include "lock.h"
-#include "table.h"
 
 namespace shmcache {
 
@@ -28,7 +29,9 @@ constexpr uint32_t kMaxSteps = 1u << 20;  // longest chain walked before calling
 constexpr int kSpins = 2000;
 constexpr double kMaxSafe = 9007199254740991.0;
 
-bool IsSafeInteger(double v) { return std::isfinite(v) && std::trunc(v) == v && std::fabs(v) <= kMaxSafe; }
+bool IsSafeInteger(double v) {
+  return std::isfinite(v) && std::trunc(v) == v && std::fabs(v) <= kMaxSafe;
+}
 
 uint64_t Align8(uint64_t v) { return (v + 7) & ~uint64_t{7}; }
 
@@ -74,16 +77,14 @@ bool Store::IsLive(const Entry* e, uint64_t now) const {
 bool Store::LockShard(uint32_t si) {
   Shard* sh = shard(si);
   switch (Lock(&sh->mutex)) {
-    case LockResult::kLocked:
-      return true;
+    case LockResult::kLocked: return true;
     case LockResult::kOwnerDied:
       // The last writer died holding the lock, maybe half-way through a
       // change: drop the shard's entries rather than trust them.
       DropShard(si);
       MarkConsistent(&sh->mutex);
       return true;
-    default:
-      return false;
+    default: return false;
   }
 }
 
@@ -93,8 +94,9 @@ void Store::ClaimSlot() {
     for (uint32_t i = 0; i < kSlots; ++i) {
       auto owner = Atomic(slot(i)->pid);
       uint32_t cur = owner.load(std::memory_order_relaxed);
-      bool free = pass == 0 ? cur == 0
-                            : (cur != pid_ && kill(static_cast<pid_t>(cur), 0) != 0 && errno == ESRCH);
+      bool free = pass == 0
+                      ? cur == 0
+                      : (cur != pid_ && kill(static_cast<pid_t>(cur), 0) != 0 && errno == ESRCH);
       if (free && owner.compare_exchange_strong(cur, pid_)) {
         slot_ = i;
         return;
@@ -152,8 +154,8 @@ void Store::Close() {
 
 // Walks the chain for `key` in bucket `b` of shard `si`. Without the lock the
 // result only counts if the shard's sequence did not move meanwhile.
-Walk Store::WalkChain(const uint32_t* bucket, uint32_t h32, const unsigned char* key,
-                      uint32_t klen, Entry* found, uint32_t* found_ref) const {
+Walk Store::WalkChain(const uint32_t* bucket, uint32_t h32, const unsigned char* key, uint32_t klen,
+                      Entry* found, uint32_t* found_ref) const {
   uint32_t ref = Atomic(*const_cast<uint32_t*>(bucket)).load(std::memory_order_acquire);
   for (uint32_t steps = 0; ref != 0; ++steps) {
     if (steps > kMaxSteps) return Walk::kDamaged;
@@ -329,8 +331,8 @@ void Store::SweepStep(uint32_t si, uint64_t now) {
 }
 
 WriteStatus Store::Insert(uint32_t si, uint64_t hash, const unsigned char* key, uint32_t klen,
-                          uint8_t type, const unsigned char* value, uint64_t vlen,
-                          uint64_t expires, bool only_if_absent) {
+                          uint8_t type, const unsigned char* value, uint64_t vlen, uint64_t expires,
+                          bool only_if_absent) {
   Shard* sh = shard(si);
   uint64_t bytes = Align8(uint64_t{kEntryBytes} + klen + vlen);
   for (int attempt = 0;; ++attempt) {
@@ -594,21 +596,23 @@ std::vector<std::string> Store::Verify() {
     if (sh->cur_page != kNoPage &&
         (sh->cur_page >= h->npages || page(sh->cur_page)->owner != si + 1 ||
          page(sh->cur_page)->span != 1))
-      problems.push_back(where + "current page " + std::to_string(sh->cur_page) + " is not its own");
+      problems.push_back(where + "current page " + std::to_string(sh->cur_page) +
+                         " is not its own");
     uint64_t count = 0, used = 0;
     for (uint32_t b = 0; b < h->buckets && problems.size() == before; ++b) {
       uint32_t ref = buckets(si)[b];
       for (uint32_t steps = 0; ref != 0; ++steps) {
-        std::string at = where + "bucket " + std::to_string(b) + " ref " + std::to_string(ref) + ": ";
+        std::string at =
+            where + "bucket " + std::to_string(b) + " ref " + std::to_string(ref) + ": ";
         Entry* e = EntryAt(ref);
         if (steps > kMaxSteps || e == nullptr) {
           problems.push_back(at + (e == nullptr ? "out of bounds" : "chain has a cycle"));
           break;
         }
         uint64_t need = uint64_t{kEntryBytes} + e->key_len + e->value_len;
-        if (e->key_len == 0 || e->key_len > kMaxKey || EntryAt(ref, need - kEntryBytes) == nullptr ||
-            e->alloc < need || e->alloc % 8 != 0 || !OwnedBy(ref, e->alloc, si) ||
-            !(e->flags & kLive)) {
+        if (e->key_len == 0 || e->key_len > kMaxKey ||
+            EntryAt(ref, need - kEntryBytes) == nullptr || e->alloc < need || e->alloc % 8 != 0 ||
+            !OwnedBy(ref, e->alloc, si) || !(e->flags & kLive)) {
           problems.push_back(at + "entry header is damaged");
           break;
         }

@@ -26,11 +26,11 @@ constexpr uint32_t kMaxKey = 1024;
 
 // An entry in the heap, 8-byte aligned, followed by the key and the value.
 struct Entry {
-  uint32_t next;        // ref of the next entry in its bucket chain, 0 = end
-  uint32_t hash;        // low 32 bits of the key hash
+  uint32_t next;  // ref of the next entry in its bucket chain, 0 = end
+  uint32_t hash;  // low 32 bits of the key hash
   uint16_t key_len;
-  uint8_t type;         // ValueType
-  uint8_t flags;        // kLive while linked in a chain
+  uint8_t type;   // ValueType
+  uint8_t flags;  // kLive while linked in a chain
   uint32_t value_len;
   uint32_t alloc;       // bytes this entry takes in its page (multiple of 8)
   uint32_t generation;  // Header::generation when stored

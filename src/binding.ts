@@ -36,7 +36,6 @@ const addonPath = path.join(__dirname, '..', 'build', 'Release', 'shmcache.node'
 function load(): Binding {
   let binding: Binding;
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     binding = require(addonPath) as Binding;
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
