@@ -5,6 +5,7 @@
       "sources": [
         "native/alloc.cc",
         "native/binding.cc",
+        "native/crash.cc",
         "native/lock.cc",
         "native/segment.cc",
         "native/table.cc"

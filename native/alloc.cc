@@ -11,6 +11,7 @@
 
 #include <algorithm>
 
+#include "crash.h"
 #include "lock.h"
 #include "table.h"
 
@@ -192,6 +193,7 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
         std::memcpy(scratch_.data() + kept, e, a);
         kept += a;
       } else {
+        CrashHere(CrashPoint::kEvict);
         Atomic(sh->count).store(sh->count - 1, std::memory_order_relaxed);
         Atomic(sh->used).store(sh->used - a, std::memory_order_relaxed);
         auto counter = Atomic(live ? sh->evictions : sh->expired);
@@ -430,6 +432,7 @@ uint32_t Store::Allocate(uint32_t si, uint64_t bytes, uint32_t* busy) {
     first = TakeFreePages(si, 1);
     if (first == kNoPage) first = EvictForPage(si, busy);
     if (first == kNoPage) return 0;
+    CrashHere(CrashPoint::kAlloc);
     Page* p = page(first);
     p->head = first;
     p->used = static_cast<uint32_t>(bytes);

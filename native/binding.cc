@@ -12,6 +12,7 @@
 #include <string>
 
 #include "common.h"
+#include "crash.h"
 #include "table.h"
 
 namespace shmcache {
@@ -96,6 +97,8 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
                            InstanceMethod<&NativeCache::Delete>("delete"),
                            InstanceMethod<&NativeCache::Incr>("incr"),
                            InstanceMethod<&NativeCache::Cas>("cas"),
+                           InstanceMethod<&NativeCache::Claim>("claim"),
+                           InstanceMethod<&NativeCache::Release>("release"),
                            InstanceMethod<&NativeCache::Keys>("keys"),
                            InstanceMethod<&NativeCache::Clear>("clear"),
                            InstanceMethod<&NativeCache::GetStats>("stats"),
@@ -229,6 +232,27 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
     return Status(env, store_.Cas(key_, klen, expected, next));
   }
 
+  // claim(keyLength) -> status; the 8-byte token is at the start of the value
+  // buffer. 0 claimed, 1 a value exists, 4 held by a live process.
+  Napi::Value Claim(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    uint32_t klen = KeyLength(info[0]);
+    uint64_t token;
+    std::memcpy(&token, val_, sizeof token);
+    return Status(env, store_.Claim(key_, klen, token));
+  }
+
+  // release(keyLength) -> whether our claim (token in the value buffer) was dropped.
+  Napi::Value Release(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    uint32_t klen = KeyLength(info[0]);
+    uint64_t token;
+    std::memcpy(&token, val_, sizeof token);
+    return Napi::Boolean::New(env, store_.Release(key_, klen, token));
+  }
+
   // keys(prefixLength) -> string[]; the prefix is in the key buffer.
   Napi::Value Keys(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -324,6 +348,7 @@ Napi::Value SetClockOffset(const Napi::CallbackInfo& info) {
 Napi::Value Noop(const Napi::CallbackInfo& info) { return info.Env().Undefined(); }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  InitCrashPoints();
   env.SetInstanceData(new AddonData());
   exports.Set("NativeCache", NativeCache::Define(env));
   exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));

@@ -1,6 +1,7 @@
 #include "segment.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "crash.h"
 #include "lock.h"
 
 namespace shmcache {
@@ -109,11 +111,18 @@ uint64_t HeaderChecksum(const Header* h) {
 
 Segment::~Segment() { Close(); }
 
+void Segment::ReleaseFileLock() {
+  if (fd_ < 0) return;
+  // Explicitly: the mapping keeps the open file (and so its flock) alive.
+  flock(fd_, LOCK_UN);
+  ::close(fd_);
+  fd_ = -1;
+}
+
 void Segment::Close() {
+  ReleaseFileLock();
   if (base_ != nullptr) munmap(base_, map_size_);
   base_ = nullptr;
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
   size_ = map_size_ = 0;
 }
 
@@ -145,6 +154,16 @@ bool Segment::Open(const std::string& path, uint64_t size, Error* error, bool* c
   }
   if (fd_ < 0) {
     error->Set(Code::kIo, "cannot open " + Quote(path), EEXIST, "open");
+    return false;
+  }
+
+  // A kernel lock on the file itself, held until the caller is done with
+  // creation or reset; it is released by the kernel if this process dies.
+  while (flock(fd_, LOCK_EX) != 0) {
+    if (errno == EINTR) continue;
+    int e = errno;
+    error->Set(Code::kIo, "cannot lock " + Quote(path) + ": " + std::strerror(e), e, "flock");
+    Close();
     return false;
   }
 
@@ -245,9 +264,6 @@ bool Segment::Open(const std::string& path, uint64_t size, Error* error, bool* c
     return false;
   }
   base_ = static_cast<unsigned char*>(p);
-  // The mapping keeps the file; the descriptor is not needed any more.
-  ::close(fd_);
-  fd_ = -1;
 
   if (needs_init) {
     if (!Initialize(size_, error)) {
@@ -336,6 +352,7 @@ bool Segment::Initialize(uint64_t size, Error* error) {
     }
     s->cur_page = kNoPage;
   }
+  CrashHere(CrashPoint::kCreate);
   // The checksum covers the magic, which is written last: a creation that
   // dies before it leaves a file that the next opener recognizes and finishes.
   Header copy;

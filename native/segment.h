@@ -113,6 +113,8 @@ class Segment {
   // whether this call initialized it. Must run under the creation lock.
   bool Open(const std::string& path, uint64_t size, Error* error, bool* created);
   void Close();
+  // Drops the file lock Open() took; the mapping stays.
+  void ReleaseFileLock();
   bool is_open() const { return base_ != nullptr; }
 
   unsigned char* base() const { return base_; }

@@ -18,6 +18,7 @@
 #include <cerrno>
 #include <cmath>
 
+#include "crash.h"
 #include "lock.h"
 
 namespace shmcache {
@@ -132,12 +133,14 @@ bool Store::Open(const std::string& path, uint64_t size, uint64_t stamp, bool re
     for (uint32_t i = 0; i < h->nshards; ++i) {
       if (!LockShard(i)) continue;
       DropShard(i);
+      CrashHere(CrashPoint::kReset);
       UnlockShard(i);
     }
     seg_stamp.store(stamp, std::memory_order_release);
     Atomic(h->resets).fetch_add(1, std::memory_order_relaxed);
     *reset = true;
   }
+  seg_.ReleaseFileLock();
   ClaimSlot();
   return true;
 }
@@ -164,7 +167,9 @@ Walk Store::WalkChain(const uint32_t* bucket, uint32_t h32, const unsigned char*
     Entry hdr;
     std::memcpy(&hdr, e, kEntryBytes);
     if (hdr.hash == h32 && hdr.key_len == klen) {
-      if (EntryAt(ref, uint64_t{klen} + hdr.value_len) == nullptr) return Walk::kDamaged;
+      if (hdr.value_len > header()->max_value ||
+          EntryAt(ref, uint64_t{klen} + hdr.value_len) == nullptr)
+        return Walk::kDamaged;
       if (std::memcmp(e + 1, key, klen) == 0) {
         *found = hdr;
         *found_ref = ref;
@@ -191,7 +196,7 @@ ReadResult Store::LockedGet(uint32_t si, uint64_t hash, const unsigned char* key
     if (EntryCheck(*e, key, value) != e->check) {
       // Damaged bytes: drop what they touched.
       DropShard(si);
-    } else if (IsLive(e, e->expires ? static_cast<uint64_t>(NowMs()) : 0)) {
+    } else if (IsValue(e, e->expires ? static_cast<uint64_t>(NowMs()) : 0)) {
       res.type = e->type;
       res.length = e->value_len;
       if (!copy) {
@@ -224,6 +229,7 @@ ReadResult Store::Get(const unsigned char* key, uint32_t klen, unsigned char* ou
       seq0 = ReadBegin(sh->seq);
     }
     if (seq0 & 1) break;  // a writer is slow or dead: go through the lock
+    CrashHere(CrashPoint::kRead);
     Entry hdr;
     uint32_t ref = 0;
     Walk w = WalkChain(bucket, h32, key, klen, &hdr, &ref);
@@ -244,7 +250,7 @@ ReadResult Store::Get(const unsigned char* key, uint32_t klen, unsigned char* ou
       return res;
     }
     if (copy && w == Walk::kFound && EntryCheck(hdr, key, out) != hdr.check) break;
-    if (!IsLive(&hdr, hdr.expires ? static_cast<uint64_t>(NowMs()) : 0)) {
+    if (!IsValue(&hdr, hdr.expires ? static_cast<uint64_t>(NowMs()) : 0)) {
       if (copy) CountRead(false);
       return res;
     }
@@ -284,7 +290,8 @@ uint32_t Store::Find(uint32_t si, uint64_t hash, const unsigned char* key, uint3
       return 0;
     }
     if (e->hash == h32 && e->key_len == klen) {
-      if (EntryAt(ref, uint64_t{klen} + e->value_len) == nullptr) {
+      if (e->value_len > header()->max_value ||
+          EntryAt(ref, uint64_t{klen} + e->value_len) == nullptr) {
         *corrupt = true;
         return 0;
       }
@@ -356,7 +363,9 @@ WriteStatus Store::Insert(uint32_t si, uint64_t hash, const unsigned char* key, 
     e->expires = expires;
     unsigned char* kdst = reinterpret_cast<unsigned char*>(e + 1);
     std::memcpy(kdst, key, klen);
-    std::memcpy(kdst + klen, value, vlen);
+    std::memcpy(kdst + klen, value, vlen / 2);
+    CrashHere(CrashPoint::kCopy);
+    std::memcpy(kdst + klen + vlen / 2, value + vlen / 2, vlen - vlen / 2);
     e->check = EntryCheck(*e, key, value);
 
     bool corrupt = false;
@@ -368,13 +377,16 @@ WriteStatus Store::Insert(uint32_t si, uint64_t hash, const unsigned char* key, 
     }
     if (old != 0 && only_if_absent) {
       Entry* oe = EntryAt(old);
-      if (IsLive(oe, oe->expires ? static_cast<uint64_t>(NowMs()) : 0)) {
+      if (IsValue(oe, oe->expires ? static_cast<uint64_t>(NowMs()) : 0)) {
         AfterUnlink(si, HeadOf(ref));  // the new bytes stay dead; free a span now
         return WriteStatus::kExists;
       }
     }
     WriteBegin(sh->seq);
-    if (old != 0) Unlink(si, link, old);
+    if (old != 0) {
+      Unlink(si, link, old);
+      CrashHere(CrashPoint::kUnlinked);
+    }
     uint32_t* bucket = &buckets(si)[BucketOf(hash)];
     e->next = *bucket;
     e->flags = kLive;
@@ -397,6 +409,7 @@ WriteStatus Store::Set(const unsigned char* key, uint32_t klen, uint8_t type,
   uint64_t now = static_cast<uint64_t>(NowMs());
   uint64_t expires = ttl_ms ? now + ttl_ms : 0;
   if (!LockShard(si)) return WriteStatus::kCorrupt;
+  CrashHere(CrashPoint::kLocked);
   WriteStatus st = Insert(si, hash, key, klen, type, value, vlen, expires, only_if_absent);
   if (st != WriteStatus::kCorrupt) {
     SweepStep(si, now);
@@ -418,7 +431,7 @@ bool Store::Delete(const unsigned char* key, uint32_t klen) {
     DropShard(si);
   } else if (ref != 0) {
     Entry* e = EntryAt(ref);
-    removed = IsLive(e, e->expires ? static_cast<uint64_t>(NowMs()) : 0);
+    removed = IsValue(e, e->expires ? static_cast<uint64_t>(NowMs()) : 0);
     WriteBegin(sh->seq);
     Unlink(si, link, ref);
     WriteEnd(sh->seq);
@@ -445,7 +458,7 @@ WriteStatus Store::Incr(const unsigned char* key, uint32_t klen, double by, doub
   }
   WriteStatus st = WriteStatus::kOk;
   Entry* e = ref ? EntryAt(ref, uint64_t{klen} + 8) : nullptr;
-  if (e != nullptr && IsLive(e, now)) {
+  if (e != nullptr && IsValue(e, now)) {
     unsigned char* value = reinterpret_cast<unsigned char*>(e + 1) + klen;
     double v = 0;
     if (e->type == kNumber && e->value_len == 8) std::memcpy(&v, value, 8);
@@ -457,6 +470,7 @@ WriteStatus Store::Incr(const unsigned char* key, uint32_t klen, double by, doub
       double next = v + by;
       WriteBegin(sh->seq);
       std::memcpy(value, &next, 8);
+      CrashHere(CrashPoint::kIncr);
       e->check = EntryCheck(*e, key, value);
       WriteEnd(sh->seq);
       Atomic(sh->sets).store(sh->sets + 1, std::memory_order_relaxed);
@@ -506,6 +520,77 @@ WriteStatus Store::Cas(const unsigned char* key, uint32_t klen, double expected,
   return st;
 }
 
+namespace {
+struct ClaimRecord {
+  uint32_t pid;
+  uint32_t pad;
+  uint64_t token;
+};
+static_assert(sizeof(ClaimRecord) == 16, "claim record is 16 bytes");
+}  // namespace
+
+WriteStatus Store::Claim(const unsigned char* key, uint32_t klen, uint64_t token) {
+  uint64_t hash = Hash(key, klen, kKeySeed);
+  uint32_t si = ShardOf(hash);
+  uint64_t now = static_cast<uint64_t>(NowMs());
+  if (!LockShard(si)) return WriteStatus::kCorrupt;
+  bool corrupt = false;
+  uint32_t* link = nullptr;
+  uint32_t ref = Find(si, hash, key, klen, &link, &corrupt);
+  if (corrupt) {
+    DropShard(si);
+    ref = 0;
+  }
+  Entry* e = ref ? EntryAt(ref, uint64_t{klen} + sizeof(ClaimRecord)) : nullptr;
+  WriteStatus st = WriteStatus::kOk;
+  if (e != nullptr && IsLive(e, now)) {
+    if (e->type != kClaim) {
+      st = WriteStatus::kExists;
+    } else if (e->value_len == sizeof(ClaimRecord)) {
+      ClaimRecord held;
+      std::memcpy(&held, reinterpret_cast<unsigned char*>(e + 1) + klen, sizeof held);
+      // A claim whose process is gone is taken over.
+      bool dead = held.pid != pid_ && kill(static_cast<pid_t>(held.pid), 0) != 0 && errno == ESRCH;
+      if (!dead) st = WriteStatus::kMismatch;
+    }
+  }
+  if (st == WriteStatus::kOk) {
+    ClaimRecord mine{pid_, 0, token};
+    st = Insert(si, hash, key, klen, kClaim, reinterpret_cast<const unsigned char*>(&mine),
+                sizeof mine, 0, false);
+  }
+  if (st != WriteStatus::kCorrupt) UnlockShard(si);
+  return st;
+}
+
+bool Store::Release(const unsigned char* key, uint32_t klen, uint64_t token) {
+  uint64_t hash = Hash(key, klen, kKeySeed);
+  uint32_t si = ShardOf(hash);
+  if (!LockShard(si)) return false;
+  bool corrupt = false;
+  uint32_t* link = nullptr;
+  uint32_t ref = Find(si, hash, key, klen, &link, &corrupt);
+  bool released = false;
+  if (corrupt) {
+    DropShard(si);
+  } else if (ref != 0) {
+    Entry* e = EntryAt(ref, uint64_t{klen} + sizeof(ClaimRecord));
+    if (e != nullptr && e->type == kClaim && e->value_len == sizeof(ClaimRecord)) {
+      ClaimRecord held;
+      std::memcpy(&held, reinterpret_cast<unsigned char*>(e + 1) + klen, sizeof held);
+      if (held.pid == pid_ && held.token == token) {
+        Shard* sh = shard(si);
+        WriteBegin(sh->seq);
+        Unlink(si, link, ref);
+        WriteEnd(sh->seq);
+        released = true;
+      }
+    }
+  }
+  UnlockShard(si);
+  return released;
+}
+
 std::vector<std::string> Store::Keys(const unsigned char* prefix, uint32_t plen) {
   std::vector<std::string> keys;
   Header* h = header();
@@ -523,7 +608,7 @@ std::vector<std::string> Store::Keys(const unsigned char* prefix, uint32_t plen)
           break;
         }
         const char* k = reinterpret_cast<const char*>(e + 1);
-        if (e->key_len >= plen && std::memcmp(k, prefix, plen) == 0 && IsLive(e, now))
+        if (e->key_len >= plen && std::memcmp(k, prefix, plen) == 0 && IsValue(e, now))
           keys.emplace_back(k, e->key_len);
         ref = e->next;
       }
@@ -622,7 +707,7 @@ std::vector<std::string> Store::Verify() {
           problems.push_back(at + "key hash does not match its place");
         if (EntryCheck(*e, k, k + e->key_len) != e->check)
           problems.push_back(at + "checksum mismatch");
-        if (e->type < kString || e->type > kCodec) problems.push_back(at + "unknown value type");
+        if (e->type < kString || e->type > kClaim) problems.push_back(at + "unknown value type");
         uint32_t head = HeadOf(ref);
         if (head != kNoPage) live[head] += e->alloc;
         ++count;

@@ -19,6 +19,7 @@ enum ValueType : uint8_t {
   kBytes = 2,   // Buffer / Uint8Array
   kNumber = 3,  // little-endian float64
   kCodec = 4,   // bytes from the cache's codec
+  kClaim = 5,   // remember(): a producer's claim, {pid u32, pad u32, token u64}
 };
 
 constexpr uint8_t kLive = 1;
@@ -89,6 +90,11 @@ class Store {
   WriteStatus Incr(const unsigned char* key, uint32_t klen, double by, double initial,
                    uint64_t ttl_ms, double* result);
   WriteStatus Cas(const unsigned char* key, uint32_t klen, double expected, double next);
+  // remember(): claims the right to produce `key`. kOk: claimed; kExists: a
+  // value is there; kMismatch: a live process holds the claim.
+  WriteStatus Claim(const unsigned char* key, uint32_t klen, uint64_t token);
+  // Drops the claim on `key` if it is still the one made with `token`.
+  bool Release(const unsigned char* key, uint32_t klen, uint64_t token);
   std::vector<std::string> Keys(const unsigned char* prefix, uint32_t plen);
   void Clear();
   Stats GetStats();
@@ -144,6 +150,8 @@ class Store {
   uint32_t Find(uint32_t si, uint64_t hash, const unsigned char* key, uint32_t klen,
                 uint32_t** link, bool* corrupt);
   bool IsLive(const Entry* e, uint64_t now) const;
+  // Live and holding a value (not a remember() claim).
+  bool IsValue(const Entry* e, uint64_t now) const { return e->type != kClaim && IsLive(e, now); }
   // Removes a linked entry (caller between WriteBegin/WriteEnd).
   void Unlink(uint32_t si, uint32_t* link, uint32_t ref);
   // Removes expired and stale entries from one bucket of the shard.

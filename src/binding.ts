@@ -16,6 +16,8 @@ export interface NativeCache {
   delete(keyLength: number): boolean;
   incr(keyLength: number, by: number, initial: number, ttl: number): number;
   cas(keyLength: number, expected: number, next: number): number;
+  claim(keyLength: number): number;
+  release(keyLength: number): boolean;
   keys(prefixLength: number): string[];
   clear(): void;
   stats(): Record<string, number>;

@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as lockfile from 'proper-lockfile';
 import { binding, type NativeCache } from './binding';
@@ -17,6 +19,14 @@ export interface IncrOptions {
   ttl?: number;
   /** Value a missing or expired counter starts from, before `by` is added. Default `0`. */
   initial?: number;
+}
+
+/** Options of `remember()`. */
+export interface RememberOptions {
+  /** Time to live of the produced value in ms. Default: the cache's `ttl`. */
+  ttl?: number;
+  /** How long to wait for another process's producer, in ms. Default `10000`. */
+  wait?: number;
 }
 
 /** What `stats()` returns. Counters cover every process using the segment. */
@@ -100,6 +110,36 @@ function optionsObject(value: unknown, name: string): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * proper-lockfile only knows a lock is abandoned once it is `stale` ms old.
+ * The holder also writes its pid to `<file>.lock.owner`; a waiter that finds
+ * that process gone ages the lock so that proper-lockfile takes it over now.
+ * (The segment itself is also flock()ed while it is created or reset, which
+ * the kernel releases when its holder dies, so a lock taken over too early
+ * still cannot let two processes initialize one file.)
+ */
+function ageLockIfOwnerDied(lockDir: string): void {
+  try {
+    const owner = `${lockDir}.owner`;
+    const dirStat = fs.statSync(lockDir);
+    const ownerStat = fs.statSync(owner);
+    if (ownerStat.mtimeMs < dirStat.mtimeMs) return; // written by an earlier holder
+    const pid = Number(fs.readFileSync(owner, 'utf8'));
+    if (Number.isSafeInteger(pid) && pid > 0 && !isAlive(pid)) fs.utimesSync(lockDir, 0, 0);
+  } catch {
+    // No owner recorded (yet): fall back to proper-lockfile's staleness.
+  }
+}
+
 /** Runs `fn` holding the cross-process creation lock `<file>.lock`. */
 function withCreationLock<T>(file: string, fn: () => T): T {
   const wait = lockWaitMs();
@@ -124,6 +164,7 @@ function withCreationLock<T>(file: string, fn: () => T): T {
           cause: err,
         });
       }
+      ageLockIfOwnerDied(`${file}.lock`);
       if (Date.now() > deadline) {
         throw new ShmCacheError(
           'ERR_SHMCACHE_TIMEOUT',
@@ -133,9 +174,18 @@ function withCreationLock<T>(file: string, fn: () => T): T {
       sleepSync(5 + Math.random() * 10);
     }
   }
+  const owner = `${file}.lock.owner`;
+  try {
+    fs.writeFileSync(owner, String(process.pid), { mode: 0o600 });
+  } catch {
+    // Only an optimization for waiters.
+  }
   try {
     return fn();
   } finally {
+    try {
+      fs.unlinkSync(owner);
+    } catch {}
     try {
       release();
     } catch {
@@ -163,6 +213,8 @@ export class Cache<V = unknown> {
   #out = Buffer.alloc(0);
   #outNumber = new Float64Array(1);
   #val = Buffer.alloc(0);
+  /** remember() claims this handle holds: key -> token. */
+  #claims = new Map<string, Buffer>();
 
   /** @throws {ShmCacheError} `ERR_SHMCACHE_INVALID_OPTION` for any bad option. */
   constructor(options: CacheOptions<V>) {
@@ -418,6 +470,78 @@ export class Cache<V = unknown> {
     return native.cas(klen, expected, next) === 0;
   }
 
+  /**
+   * Returns the live value of `key`; if there is none, exactly one caller
+   * across all processes runs `producer` (sync or async) and stores what it
+   * returns, while the others wait for that value. A producer that throws
+   * stores nothing and its error goes to its own caller only; another
+   * waiter then takes over. A claimant process that dies frees its claim.
+   * @throws {ShmCacheError} TIMEOUT when no value arrives within `wait` ms;
+   *   INVALID_KEY, INVALID_OPTION, CLOSED; whatever `producer` throws (to
+   *   its own caller); as `set()` when storing the produced value.
+   */
+  async remember(key: string, producer: () => V | Promise<V>, options?: RememberOptions): Promise<V> {
+    this.#writeKey(key);
+    if (typeof producer !== 'function') throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'a function', 'producer', producer);
+    const o = optionsObject(options, 'options');
+    const ttl = o.ttl === undefined ? this.#options.ttl : parseTtl(o.ttl, 'ttl');
+    const wait = o.wait === undefined ? 10_000 : parseTtl(o.wait, 'wait');
+    const cached = this.get(key);
+    if (cached !== undefined) return cached;
+    const token = randomBytes(8);
+    const deadline = Date.now() + wait;
+    let delay = 1;
+    for (;;) {
+      const native = this.#handle();
+      const klen = this.#writeKey(key);
+      token.copy(this.#val, 0);
+      const status = native.claim(klen);
+      if (status === 0) {
+        this.#claims.set(key, token);
+        try {
+          return await this.#produce(key, producer, ttl, token);
+        } finally {
+          this.#claims.delete(key);
+        }
+      }
+      if (status === 1) {
+        const value = this.get(key);
+        if (value !== undefined) return value;
+        continue; // gone again: try to claim it
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new ShmCacheError(
+          'ERR_SHMCACHE_TIMEOUT',
+          `waited ${wait} ms for another process to produce ${JSON.stringify(key)}`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(delay, left)));
+      delay = Math.min(delay * 2, 20);
+    }
+  }
+
+  async #produce(key: string, producer: () => V | Promise<V>, ttl: number, token: Buffer): Promise<V> {
+    let value: V;
+    try {
+      value = await producer();
+      if (value !== undefined) this.set(key, value, { ttl }); // replaces the claim
+      else this.#release(key, token);
+    } catch (err) {
+      this.#release(key, token);
+      throw err;
+    }
+    return value;
+  }
+
+  #release(key: string, token: Buffer): void {
+    const native = this.#native;
+    if (!native) return; // closed meanwhile: the claim dies with this process
+    const klen = this.#writeKey(key);
+    token.copy(this.#val, 0);
+    native.release(klen);
+  }
+
   /** Live keys, optionally only those starting with `prefix`. */
   keys(prefix: string = ''): string[] {
     if (typeof prefix !== 'string') throw invalid('ERR_SHMCACHE_INVALID_KEY', 'a string', 'prefix', prefix);
@@ -452,6 +576,10 @@ export class Cache<V = unknown> {
   close(): void {
     this.#closed = true;
     if (this.#native) {
+      // Claims of producers still running are dropped so that waiters in
+      // other processes take over instead of timing out.
+      for (const [key, token] of this.#claims) this.#release(key, token);
+      this.#claims.clear();
       this.#native.close();
       this.#native = undefined;
     }
