@@ -55,8 +55,16 @@ uint32_t Store::HeadOf(uint32_t ref) const {
 void Store::FreeSpan(uint32_t head, uint32_t new_owner) {
   Header* h = header();
   Page* hp = page(head);
+  uint32_t owner = Atomic(hp->owner).load(std::memory_order_relaxed);
   uint32_t span = std::max<uint32_t>(hp->span, 1);
   if (head + span > h->npages) span = h->npages - head;
+  // A damaged span record must not free pages of another shard.
+  for (uint32_t j = head + 1; j < head + span; ++j) {
+    if (Atomic(page(j)->owner).load(std::memory_order_relaxed) != owner) {
+      span = j - head;
+      break;
+    }
+  }
   uint64_t bytes = uint64_t{span} * h->page_size;
   // Clear the access hints of the whole span (8 pages share no bitmap byte
   // with another span since pages are at least 4 KiB: 64 bits per 4 KiB).

@@ -344,6 +344,15 @@ Napi::Value SetClockOffset(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// shardOf(key: string, nshards) -> the shard index of a key (tests).
+Napi::Value ShardOf(const Napi::CallbackInfo& info) {
+  std::string key = info[0].As<Napi::String>().Utf8Value();
+  uint32_t n = info[1].As<Napi::Number>().Uint32Value();
+  if (n == 0 || (n & (n - 1)) != 0) return info.Env().Undefined();
+  return Napi::Number::New(
+      info.Env(), ShardOfKey(reinterpret_cast<const unsigned char*>(key.data()), key.size(), n));
+}
+
 // The binding floor for benchmarks: a call that does nothing.
 Napi::Value Noop(const Napi::CallbackInfo& info) { return info.Env().Undefined(); }
 
@@ -354,6 +363,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));
   exports.Set("setClockOffset", Napi::Function::New(env, SetClockOffset));
   exports.Set("noop", Napi::Function::New(env, Noop));
+  exports.Set("shardOf", Napi::Function::New(env, ShardOf));
   exports.Set("abiVersion", Napi::Number::New(env, kVersion));
   return exports;
 }

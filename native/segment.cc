@@ -61,16 +61,18 @@ bool ReadAll(int fd, void* buf, size_t n, off_t off) {
   return true;
 }
 
-// True for a header page that our own creation left without its magic: all
-// zeros, or complete but for the magic, which is written last.
+// True for a header page that our own creation left without its magic
+// (written last): all zeros, or our version with a layout that matches its
+// size. Nothing else without the magic is ours to touch.
 bool InterruptedCreation(const Header& h) {
   static const char zero_magic[8] = {};
   if (std::memcmp(h.magic, zero_magic, sizeof zero_magic) != 0) return false;
   static const unsigned char zeros[sizeof(Header)] = {};
   if (std::memcmp(&h, zeros, sizeof h) == 0) return true;
-  Header copy = h;
-  std::memcpy(copy.magic, kMagic, sizeof kMagic);
-  return HeaderChecksum(&copy) == copy.checksum;
+  Layout l;
+  return h.version == kVersion && h.header_bytes == kHeaderBytes && ComputeLayout(h.size, &l) &&
+         h.nshards == l.nshards && h.buckets == l.buckets && h.page_size == l.page_size &&
+         h.npages == l.npages && h.heap_off == l.heap_off;
 }
 
 }  // namespace

@@ -49,6 +49,10 @@ uint32_t EntryCheck(const Entry& e, const unsigned char* key, const unsigned cha
   return static_cast<uint32_t>(h ^ (h >> 32));
 }
 
+uint32_t ShardOfKey(const unsigned char* key, uint32_t klen, uint32_t nshards) {
+  return static_cast<uint32_t>(Hash(key, klen, kKeySeed) >> 40) & (nshards - 1);
+}
+
 Store::~Store() { Close(); }
 
 Entry* Store::EntryAt(uint32_t ref, uint64_t extra) const {

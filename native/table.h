@@ -200,6 +200,9 @@ class Store {
   std::vector<unsigned char> scratch_;  // page-sized, for compaction
 };
 
+// The shard a key lives in, for a segment of `nshards` shards (tests).
+uint32_t ShardOfKey(const unsigned char* key, uint32_t klen, uint32_t nshards);
+
 // Entry checksum over metadata, key and value.
 uint32_t EntryCheck(const Entry& e, const unsigned char* key, const unsigned char* value);
 

@@ -30,6 +30,7 @@ export interface Binding {
   setErrorClass(cls: typeof ShmCacheError): void;
   setClockOffset(ms: number): void;
   noop(): void;
+  shardOf(key: string, shards: number): number;
   abiVersion: number;
 }
 

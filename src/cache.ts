@@ -132,7 +132,9 @@ function ageLockIfOwnerDied(lockDir: string): void {
     const owner = `${lockDir}.owner`;
     const dirStat = fs.statSync(lockDir);
     const ownerStat = fs.statSync(owner);
-    if (ownerStat.mtimeMs < dirStat.mtimeMs) return; // written by an earlier holder
+    // proper-lockfile sets the lock's mtime ahead (to the next second); its
+    // ctime is when the holder took it. An older owner file is stale.
+    if (ownerStat.mtimeMs < dirStat.ctimeMs) return;
     const pid = Number(fs.readFileSync(owner, 'utf8'));
     if (Number.isSafeInteger(pid) && pid > 0 && !isAlive(pid)) fs.utimesSync(lockDir, 0, 0);
   } catch {

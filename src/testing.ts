@@ -10,5 +10,10 @@ export function setClockOffsetForTesting(ms: number): void {
   binding.setClockOffset(ms);
 }
 
+/** The lock shard `key` lives in, in a segment with `shards` shards (see `stats().shards`). */
+export function shardOfForTesting(key: string, shards: number): number {
+  return binding.shardOf(key, shards);
+}
+
 /** The cheapest call into the addon: the floor for benchmarks. */
 export const nativeNoop: () => void = binding.noop;
