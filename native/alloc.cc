@@ -339,7 +339,29 @@ uint32_t Store::EvictForPage(uint32_t si, uint32_t* busy) {
     }
     if (!progress) break;
   }
-  return TakeFreePages(si, 1);
+  uint32_t p = TakeFreePages(si, 1);
+  if (p != kNoPage || *busy != kNoPage) return p;
+  // Nothing evictable although no page is free: the page records are
+  // damaged (in a sound segment every owned page belongs to a span). Drop a
+  // shard that owns pages; that frees all of them.
+  for (uint32_t j = 0; j < h->npages; ++j) {
+    uint32_t owner = Atomic(page(j)->owner).load(std::memory_order_relaxed);
+    if (owner == 0 || owner > h->nshards) continue;
+    uint32_t ti = owner - 1;
+    if (ti != si) {
+      LockResult r = TryLock(&shard(ti)->mutex);
+      if (r == LockResult::kBusy) {
+        *busy = ti;
+        return kNoPage;
+      }
+      if (r == LockResult::kUnrecoverable) continue;
+      if (r == LockResult::kOwnerDied) MarkConsistent(&shard(ti)->mutex);
+    }
+    DropShard(ti);
+    if (ti != si) Unlock(&shard(ti)->mutex);
+    return TakeFreePages(si, 1);
+  }
+  return kNoPage;
 }
 
 // Frees `k` contiguous pages for shard `si` (lock held), evicting whatever

@@ -309,6 +309,15 @@ uint32_t Store::Find(uint32_t si, uint64_t hash, const unsigned char* key, uint3
   return 0;
 }
 
+uint32_t Store::FindIntact(uint32_t si, uint64_t hash, const unsigned char* key, uint32_t klen,
+                           uint32_t** link) {
+  bool corrupt = false;
+  uint32_t ref = Find(si, hash, key, klen, link, &corrupt);
+  if (!corrupt && (ref == 0 || Intact(EntryAt(ref)))) return ref;
+  DropShard(si);
+  return 0;
+}
+
 void Store::Unlink(uint32_t si, uint32_t* link, uint32_t ref) {
   Shard* sh = shard(si);
   Entry* e = EntryAt(ref);
@@ -350,10 +359,13 @@ WriteStatus Store::Insert(uint32_t si, uint64_t hash, const unsigned char* key, 
     uint32_t busy = kNoPage;
     uint32_t ref = Allocate(si, bytes, &busy);
     if (ref == 0) {
-      if (busy == kNoPage || attempt > 10000) return WriteStatus::kNoSpace;
-      // Another shard holds the page we want: wait for it without holding ours.
+      // Another shard holds the page we want, or another process took the
+      // page we freed: wait without holding our lock, then try again. (In a
+      // sound segment room can always be made; a damaged one is repaired by
+      // the eviction path dropping shards.)
+      if (attempt > 10000) return WriteStatus::kNoSpace;
       UnlockShard(si);
-      if (LockShard(busy)) UnlockShard(busy);
+      if (busy != kNoPage && LockShard(busy)) UnlockShard(busy);
       sched_yield();
       if (!LockShard(si)) return WriteStatus::kCorrupt;
       continue;
@@ -375,7 +387,7 @@ WriteStatus Store::Insert(uint32_t si, uint64_t hash, const unsigned char* key, 
     bool corrupt = false;
     uint32_t* link = nullptr;
     uint32_t old = Find(si, hash, key, klen, &link, &corrupt);
-    if (corrupt) {
+    if (corrupt || (old != 0 && !Intact(EntryAt(old)))) {
       DropShard(si);  // also frees what was just allocated; start over
       continue;
     }
@@ -453,13 +465,8 @@ WriteStatus Store::Incr(const unsigned char* key, uint32_t klen, double by, doub
   uint64_t now = static_cast<uint64_t>(NowMs());
   if (!LockShard(si)) return WriteStatus::kCorrupt;
   Shard* sh = shard(si);
-  bool corrupt = false;
   uint32_t* link = nullptr;
-  uint32_t ref = Find(si, hash, key, klen, &link, &corrupt);
-  if (corrupt) {
-    DropShard(si);
-    ref = 0;
-  }
+  uint32_t ref = FindIntact(si, hash, key, klen, &link);
   WriteStatus st = WriteStatus::kOk;
   Entry* e = ref ? EntryAt(ref, uint64_t{klen} + 8) : nullptr;
   if (e != nullptr && IsValue(e, now)) {
@@ -497,13 +504,8 @@ WriteStatus Store::Cas(const unsigned char* key, uint32_t klen, double expected,
   uint32_t si = ShardOf(hash);
   if (!LockShard(si)) return WriteStatus::kCorrupt;
   Shard* sh = shard(si);
-  bool corrupt = false;
   uint32_t* link = nullptr;
-  uint32_t ref = Find(si, hash, key, klen, &link, &corrupt);
-  if (corrupt) {
-    DropShard(si);
-    ref = 0;
-  }
+  uint32_t ref = FindIntact(si, hash, key, klen, &link);
   WriteStatus st = WriteStatus::kMismatch;
   Entry* e = ref ? EntryAt(ref, uint64_t{klen} + 8) : nullptr;
   if (e != nullptr && e->type == kNumber && e->value_len == 8 &&
@@ -538,13 +540,8 @@ WriteStatus Store::Claim(const unsigned char* key, uint32_t klen, uint64_t token
   uint32_t si = ShardOf(hash);
   uint64_t now = static_cast<uint64_t>(NowMs());
   if (!LockShard(si)) return WriteStatus::kCorrupt;
-  bool corrupt = false;
   uint32_t* link = nullptr;
-  uint32_t ref = Find(si, hash, key, klen, &link, &corrupt);
-  if (corrupt) {
-    DropShard(si);
-    ref = 0;
-  }
+  uint32_t ref = FindIntact(si, hash, key, klen, &link);
   Entry* e = ref ? EntryAt(ref, uint64_t{klen} + sizeof(ClaimRecord)) : nullptr;
   WriteStatus st = WriteStatus::kOk;
   if (e != nullptr && IsLive(e, now)) {
@@ -571,13 +568,10 @@ bool Store::Release(const unsigned char* key, uint32_t klen, uint64_t token) {
   uint64_t hash = Hash(key, klen, kKeySeed);
   uint32_t si = ShardOf(hash);
   if (!LockShard(si)) return false;
-  bool corrupt = false;
   uint32_t* link = nullptr;
-  uint32_t ref = Find(si, hash, key, klen, &link, &corrupt);
+  uint32_t ref = FindIntact(si, hash, key, klen, &link);
   bool released = false;
-  if (corrupt) {
-    DropShard(si);
-  } else if (ref != 0) {
+  if (ref != 0) {
     Entry* e = EntryAt(ref, uint64_t{klen} + sizeof(ClaimRecord));
     if (e != nullptr && e->type == kClaim && e->value_len == sizeof(ClaimRecord)) {
       ClaimRecord held;

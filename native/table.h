@@ -42,6 +42,9 @@ struct Entry {
 constexpr uint32_t kEntryBytes = sizeof(Entry);
 static_assert(kEntryBytes == 40, "entry header is 40 bytes");
 
+// Entry checksum over metadata, key and value.
+uint32_t EntryCheck(const Entry& e, const unsigned char* key, const unsigned char* value);
+
 // Result of a read. For a hit, `type` and `length` describe what was copied
 // into the output buffer; kNeedBuffer asks for a buffer of `length` bytes.
 enum class ReadStatus { kMiss, kHit, kNeedBuffer };
@@ -150,6 +153,15 @@ class Store {
   uint32_t Find(uint32_t si, uint64_t hash, const unsigned char* key, uint32_t klen,
                 uint32_t** link, bool* corrupt);
   bool IsLive(const Entry* e, uint64_t now) const;
+  // Whether the entry's checksum holds (bounds already checked by Find).
+  bool Intact(const Entry* e) const {
+    const unsigned char* k = reinterpret_cast<const unsigned char*>(e + 1);
+    return EntryCheck(*e, k, k + e->key_len) == e->check;
+  }
+  // Find() for operations that read the entry they find: a damaged chain or
+  // entry drops the shard, and the key counts as absent.
+  uint32_t FindIntact(uint32_t si, uint64_t hash, const unsigned char* key, uint32_t klen,
+                      uint32_t** link);
   // Live and holding a value (not a remember() claim).
   bool IsValue(const Entry* e, uint64_t now) const { return e->type != kClaim && IsLive(e, now); }
   // Removes a linked entry (caller between WriteBegin/WriteEnd).
@@ -202,9 +214,6 @@ class Store {
 
 // The shard a key lives in, for a segment of `nshards` shards (tests).
 uint32_t ShardOfKey(const unsigned char* key, uint32_t klen, uint32_t nshards);
-
-// Entry checksum over metadata, key and value.
-uint32_t EntryCheck(const Entry& e, const unsigned char* key, const unsigned char* value);
 
 }  // namespace shmcache
 
