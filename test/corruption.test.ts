@@ -40,25 +40,31 @@ test('random damage to a live segment: no crash, no hang, no wrong value; verify
     }
   }, 100);
 
-  const fuzz = await runFixture('fuzzer.mjs', [path, '3000', '42']);
-  expect(fuzz.code, fuzz.stderr).toBe(0);
-  expect(fuzz.messages[0].writes).toBeGreaterThan(1000);
-  // Let the workers run on the damaged segment a little longer.
-  const beatsAfterFuzz = workers.map((w) => w.beats);
-  await new Promise((r) => setTimeout(r, 500));
-  clearInterval(stall);
-  expect(problems).toEqual([]);
-  workers.forEach((w, i) => expect(w.beats, 'a worker stopped after the damage').toBeGreaterThan(beatsAfterFuzz[i]!));
-  await Promise.all(
-    workers.map(
-      (w) =>
-        new Promise((resolve) => {
-          w.stopping = true;
-          w.child.once('exit', resolve);
-          w.child.kill('SIGKILL');
-        }),
-    ),
-  );
+  const stopWorkers = () =>
+    Promise.all(
+      workers.map(
+        (w) =>
+          new Promise((resolve) => {
+            w.stopping = true;
+            if (w.child.exitCode !== null || w.child.signalCode !== null) return resolve(null);
+            w.child.once('exit', resolve);
+            w.child.kill('SIGKILL');
+          }),
+      ),
+    );
+  try {
+    const fuzz = await runFixture('fuzzer.mjs', [path, '3000', '42']);
+    expect(fuzz.code, fuzz.stderr).toBe(0);
+    expect(fuzz.messages[0].writes).toBeGreaterThan(1000);
+    // Let the workers run on the damaged segment a little longer.
+    const beatsAfterFuzz = workers.map((w) => w.beats);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(problems).toEqual([]);
+    workers.forEach((w, i) => expect(w.beats, 'a worker stopped after the damage').toBeGreaterThan(beatsAfterFuzz[i]!));
+  } finally {
+    clearInterval(stall);
+    await stopWorkers();
+  }
   expect(problems).toEqual([]);
 
   // This process read through the damage too, and never got a wrong value.

@@ -65,7 +65,8 @@ export async function torture({ path, seconds, workers = 4, keys = 300, size = '
   await new Promise((resolve) => {
     const killOne = () => {
       if (Date.now() - t0 >= seconds * 1000) return resolve();
-      const ready = [...live].filter((w) => w.beats > 0 && !w.killed);
+      // Only workers that have opened the cache and run for a moment.
+      const ready = [...live].filter((w) => w.beats > 1 && !w.killed);
       if (ready.length > 0) {
         const w = ready[Math.floor(Math.random() * ready.length)];
         w.killed = true;
