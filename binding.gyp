@@ -6,6 +6,7 @@
         "native/alloc.cc",
         "native/binding.cc",
         "native/crash.cc",
+        "native/jail.cc",
         "native/lock.cc",
         "native/segment.cc",
         "native/table.cc"

@@ -2,5 +2,5 @@
 // `instanceof ShmCacheError` holds whichever way the package was loaded.
 import cjs from '../dist/index.js';
 
-export const { Cache, ShmCacheError } = cjs;
+export const { Cache, ShmCacheError, jail, tenantCache } = cjs;
 export default cjs;

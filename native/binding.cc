@@ -13,6 +13,7 @@
 
 #include "common.h"
 #include "crash.h"
+#include "jail.h"
 #include "table.h"
 
 namespace shmcache {
@@ -353,6 +354,18 @@ Napi::Value ShardOf(const Napi::CallbackInfo& info) {
       info.Env(), ShardOfKey(reinterpret_cast<const unsigned char*>(key.data()), key.size(), n));
 }
 
+// jail(root, uid, gid): root "" for none, uid/gid -1 for none.
+Napi::Value JailCall(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string root = info[0].As<Napi::String>().Utf8Value();
+  double uid = info[1].As<Napi::Number>().DoubleValue();
+  double gid = info[2].As<Napi::Number>().DoubleValue();
+  Error error;
+  if (!Jail(root, uid >= 0, static_cast<uid_t>(uid), gid >= 0, static_cast<gid_t>(gid), &error))
+    Throw(env, error.code, error.message, error.err, error.syscall);
+  return env.Undefined();
+}
+
 // The binding floor for benchmarks: a call that does nothing.
 Napi::Value Noop(const Napi::CallbackInfo& info) { return info.Env().Undefined(); }
 
@@ -364,6 +377,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setClockOffset", Napi::Function::New(env, SetClockOffset));
   exports.Set("noop", Napi::Function::New(env, Noop));
   exports.Set("shardOf", Napi::Function::New(env, ShardOf));
+  exports.Set("jail", Napi::Function::New(env, JailCall));
   exports.Set("abiVersion", Napi::Number::New(env, kVersion));
   return exports;
 }

@@ -19,6 +19,7 @@
 #include <cmath>
 
 #include "crash.h"
+#include "jail.h"
 #include "lock.h"
 
 namespace shmcache {
@@ -145,6 +146,7 @@ bool Store::Open(const std::string& path, uint64_t size, uint64_t stamp, bool re
     *reset = true;
   }
   seg_.ReleaseFileLock();
+  NoteSegmentOpened();
   ClaimSlot();
   return true;
 }

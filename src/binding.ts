@@ -31,6 +31,7 @@ export interface Binding {
   setClockOffset(ms: number): void;
   noop(): void;
   shardOf(key: string, shards: number): number;
+  jail(root: string, uid: number, gid: number): void;
   abiVersion: number;
 }
 
