@@ -48,4 +48,6 @@ process.on('SIGTERM', () => {
   server.closeAllConnections();
   process.exit(0);
 });
+// The supervisor is gone: so is its pool.
+process.on('disconnect', () => process.exit(0));
 process.send({ ready: true });
