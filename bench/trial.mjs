@@ -1,47 +1,110 @@
-// One trial: argv system, workload, ops, path. Prints { opsPerSec }.
-import { Cache } from '../esm/index.mjs';
-import { nativeNoop } from '../dist/testing.js';
+// One process of one trial. argv: JSON { system, workload, seconds, path,
+// redisPort, pipelined, id, keys }. Prints { ready }, waits for "go" on stdin
+// (so that the processes of a trial start together), runs the workload for
+// `seconds`, prints { ops, seconds, latencies } (ns per op of timed batches).
+import { createInterface } from 'node:readline';
 
-const [system, workload, opsArg, path] = process.argv.slice(2);
-const ops = Number(opsArg);
-const N = 100_000;
-const keys = Array.from({ length: N }, (_, i) => `key:${i}`);
-const value = 'v'.repeat(100);
-// Uniform random key order, fixed across systems.
-const order = new Uint32Array(ops);
-let s = 12345;
-for (let i = 0; i < ops; i++) {
-  s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-  order[i] = s % N;
+const cfg = JSON.parse(process.argv[2]);
+const { system, workload, seconds, id = 0, keys = 100_000 } = cfg;
+const driver = await import(`./drivers/${system}.mjs`);
+const store = await driver.open(cfg);
+const isAsync = driver.async === true;
+
+export const value100 = (i) => `${i}:`.padEnd(100, 'v');
+const value1k = Buffer.alloc(1000, 7);
+const valueObj = (i) => ({ id: i, name: `user ${i}`, tags: ['a', 'b', 'c'], active: true, score: i * 1.5 });
+
+let seed = (id + 1) * 2654435761;
+function rand(n) {
+  seed ^= seed << 13;
+  seed >>>= 0;
+  seed ^= seed >>> 17;
+  seed ^= seed << 5;
+  seed >>>= 0;
+  return seed % n;
+}
+const names = { s: [], b: [], o: [] };
+for (let i = 0; i < keys; i++) {
+  names.s.push(`s:${i}`);
+  names.b.push(`b:${i}`);
+  names.o.push(`o:${i}`);
 }
 
-let store;
-let get;
-let set;
-if (system === 'shmcache') {
-  store = new Cache({ path, size: '64MB', stamp: false });
-  get = (k) => store.get(k);
-  set = (k, v) => store.set(k, v);
-} else if (system === 'map') {
-  store = new Map();
-  get = (k) => store.get(k);
-  set = (k, v) => store.set(k, v);
-}
-if (set) for (const k of keys) set(k, value);
-
-let sink = 0;
-function run(n) {
-  if (workload === 'get100') {
-    for (let i = 0; i < n; i++) sink += get(keys[order[i]]).length;
-  } else if (workload === 'set100') {
-    for (let i = 0; i < n; i++) set(keys[order[i]], value);
-  } else {
-    for (let i = 0; i < n; i++) nativeNoop();
+async function load() {
+  for (let i = 0; i < keys; i++) {
+    const ops = [store.set(names.s[i], value100(i)), store.set(names.b[i], value1k), store.set(names.o[i], valueObj(i))];
+    if (isAsync) await Promise.all(ops);
   }
 }
-run(Math.min(ops, 100_000)); // warm up
+
+// One operation of the workload; returns a value or a promise.
+function op() {
+  switch (workload) {
+    case 'get100':
+      return store.get(names.s[rand(keys)]);
+    case 'set100': {
+      const i = rand(keys);
+      return store.set(names.s[i], value100(i));
+    }
+    case 'get1k':
+      return store.get(names.b[rand(keys)]);
+    case 'getobj':
+      return store.get(names.o[rand(keys)]);
+    case 'mixed': {
+      const i = rand(keys);
+      return rand(10) === 0 ? store.set(names.s[i], value100(i)) : store.get(names.s[i]);
+    }
+    case 'call':
+      return store.get('');
+    default:
+      throw new Error(`unknown workload ${workload}`);
+  }
+}
+
+if (workload === 'load' || !driver.shared) await load();
+if (workload === 'load') {
+  await store.close();
+  process.stdout.write(JSON.stringify({ loaded: true }) + '\n', () => process.exit(0));
+  await new Promise(() => {});
+}
+
+// Every result feeds a sink, so that no engine can skip the work.
+let sink = 0;
+const consume = (v) => {
+  sink = (sink + (v === undefined || v === null ? 0 : typeof v === 'string' || Buffer.isBuffer(v) ? v.length : 1)) | 0;
+};
+
+const batch = isAsync ? (cfg.pipelined ? 256 : 32) : 256;
+async function runBatch() {
+  if (!isAsync) {
+    for (let j = 0; j < batch; j++) consume(op());
+  } else if (cfg.pipelined) {
+    const inFlight = new Array(batch);
+    for (let j = 0; j < batch; j++) inFlight[j] = op();
+    for (const v of await Promise.all(inFlight)) consume(v);
+  } else {
+    for (let j = 0; j < batch; j++) consume(await op());
+  }
+}
+
+// Warm up, then wait for the start signal.
+const warmEnd = Date.now() + 200;
+while (Date.now() < warmEnd) await runBatch();
+console.log(JSON.stringify({ ready: true }));
+await new Promise((resolve) => createInterface({ input: process.stdin }).once('line', resolve));
+
+const latencies = [];
+let ops = 0;
 const t0 = process.hrtime.bigint();
-run(ops);
-const ns = Number(process.hrtime.bigint() - t0);
-if (system === 'shmcache') store.close();
-process.stdout.write(JSON.stringify({ opsPerSec: ops / (ns / 1e9), sink: sink > 0 }) + '\n');
+const end = t0 + BigInt(Math.round(seconds * 1e9));
+let now = t0;
+while (now < end) {
+  const b0 = now;
+  await runBatch();
+  now = process.hrtime.bigint();
+  ops += batch;
+  if (latencies.length < 20_000) latencies.push(Math.round(Number(now - b0) / batch));
+}
+const elapsed = Number(now - t0) / 1e9;
+await store.close();
+process.stdout.write(JSON.stringify({ ops, seconds: elapsed, latencies, sink }) + '\n', () => process.exit(0));

@@ -1,0 +1,12 @@
+// shmcache: one segment on /dev/shm shared by every process of a trial.
+import { Cache } from '../../esm/index.mjs';
+
+export const shared = true;
+export function open({ path, size = '256MB' }) {
+  const cache = new Cache({ path, size, stamp: false });
+  return {
+    get: (k) => cache.get(k),
+    set: (k, v) => cache.set(k, v),
+    close: () => cache.close(),
+  };
+}
