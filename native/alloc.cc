@@ -19,7 +19,7 @@ namespace shmcache {
 
 namespace {
 
-constexpr uint32_t kCandidates = 4;
+constexpr uint32_t kCandidates = 16;
 constexpr uint32_t kScanLimit = 4096;
 
 }  // namespace
@@ -99,6 +99,7 @@ void Store::DropShard(uint32_t si) {
     }
   }
   sh->cur_page = kNoPage;
+  sh->timed = 0;
   Atomic(sh->count).store(0, std::memory_order_relaxed);
   Atomic(sh->used).store(0, std::memory_order_relaxed);
   WriteReset(sh->seq);
@@ -204,6 +205,7 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
         CrashHere(CrashPoint::kEvict);
         Atomic(sh->count).store(sh->count - 1, std::memory_order_relaxed);
         Atomic(sh->used).store(sh->used - a, std::memory_order_relaxed);
+        if (e->expires != 0 && sh->timed > 0) --sh->timed;
         auto counter = Atomic(live ? sh->evictions : sh->expired);
         counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
       }
@@ -214,6 +216,26 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
   if (damaged) {
     DropShard(ti);
     return Evicted::kDamaged;
+  }
+  uint32_t cur = sh->cur_page;
+  Page* cp = cur != kNoPage && cur != head && cur < h->npages ? page(cur) : nullptr;
+  if (kept > 0 && cp != nullptr && cp->used + kept <= ps) {
+    // The kept entries fit in the shard's current page: move them there and
+    // free this page whole.
+    uint64_t dst = uint64_t{cur} * ps + cp->used;
+    std::memcpy(heap() + dst, scratch_.data(), kept);
+    for (uint32_t off = 0; off < kept;) {
+      Entry* e = reinterpret_cast<Entry*>(heap() + dst + off);
+      uint32_t* bucket = &buckets(ti)[e->hash & (h->buckets - 1)];
+      e->next = *bucket;
+      e->flags = kLive;
+      *bucket = RefOf(dst + off);
+      Untouch(dst + off);
+      off += e->alloc;
+    }
+    cp->used += kept;
+    cp->live += kept;
+    kept = 0;
   }
   if (kept > 0) {
     // Rewrite the page with the kept entries only and link them again.
@@ -231,8 +253,6 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
     hp->live = kept;
     hp->birth = Atomic(h->clock).fetch_add(1, std::memory_order_relaxed) + 1;
     // The page with more room left becomes the shard's current page.
-    uint32_t cur = sh->cur_page;
-    Page* cp = cur != kNoPage && cur != head && cur < h->npages ? page(cur) : nullptr;
     if (cur != head && (cp == nullptr || cp->used > kept)) {
       sh->cur_page = head;
       if (cp != nullptr && cp->live == 0) FreeSpan(cur, 0);

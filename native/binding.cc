@@ -45,6 +45,20 @@ Napi::Value MakeError(Napi::Env env, Code code, const std::string& message, int 
   throw Napi::Error(env, MakeError(env, code, message, err, syscall));
 }
 
+// True when every byte is 7-bit: such a string reads back as latin1, which
+// V8 copies instead of decoding.
+bool IsAscii(const unsigned char* p, uint64_t n) {
+  uint64_t acc = 0;
+  uint64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    acc |= w;
+  }
+  for (; i < n; ++i) acc |= p[i];
+  return (acc & 0x8080808080808080ull) == 0;
+}
+
 uint64_t ToU64(const Napi::Value& v) {
   double d = v.As<Napi::Number>().DoubleValue();
   return d <= 0 ? 0 : static_cast<uint64_t>(d);
@@ -155,18 +169,29 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
     val_cap_ = val.Length();
   }
 
-  // get(keyLength) -> -1 miss, <= -2 needs a buffer of (-r - 2) bytes,
-  // else length * 8 + type with the value in the out buffer.
+  // get(keyLength) -> a string value itself; or -1 miss, <= -2 needs a
+  // buffer of (-r - 2) bytes, else length * 8 + type with the value in the
+  // out buffer.
   Napi::Value Get(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     RequireOpen(env);
     uint32_t klen = KeyLength(info[0]);
     ReadResult r = store_.Get(key_, klen, out_, out_cap_);
     double v = -1;
-    if (r.status == ReadStatus::kHit)
+    if (r.status == ReadStatus::kHit) {
+      if (r.type == kAscii || r.type == kString) {
+        napi_value s;
+        const char* p = reinterpret_cast<const char*>(out_);
+        size_t n = static_cast<size_t>(r.length);
+        napi_status st = r.type == kAscii ? napi_create_string_latin1(env, p, n, &s)
+                                          : napi_create_string_utf8(env, p, n, &s);
+        NAPI_THROW_IF_FAILED(env, st, Napi::Value());
+        return Napi::Value(env, s);
+      }
       v = static_cast<double>(r.length) * 8 + r.type;
-    else if (r.status == ReadStatus::kNeedBuffer)
+    } else if (r.status == ReadStatus::kNeedBuffer) {
       v = -static_cast<double>(r.length) - 2;
+    }
     return Napi::Number::New(env, v);
   }
 
@@ -198,6 +223,7 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
       Throw(env, Code::kValueTooLarge,
             "value of " + std::to_string(vlen) + " bytes is larger than " +
                 std::to_string(store_.max_value()));
+    if (type == kString && IsAscii(value, vlen)) type = kAscii;
     WriteStatus st =
         store_.Set(key_, klen, static_cast<uint8_t>(type), value, vlen, ttl, only_if_absent);
     return Status(env, st);

@@ -67,6 +67,8 @@ struct Shard {
   uint64_t deletes;
   uint64_t evictions;
   uint64_t expired;
+  uint32_t timed;  // live entries with an expiry time (0: nothing to sweep)
+  uint32_t pad;
 };
 constexpr uint64_t kShardBytes = 128;
 static_assert(sizeof(Shard) <= kShardBytes, "shard fits 128 bytes");

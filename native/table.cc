@@ -329,11 +329,13 @@ void Store::Unlink(uint32_t si, uint32_t* link, uint32_t ref) {
   if (head != kNoPage) page(head)->live -= e->alloc;
   Atomic(sh->count).store(sh->count - 1, std::memory_order_relaxed);
   Atomic(sh->used).store(sh->used - e->alloc, std::memory_order_relaxed);
+  if (e->expires != 0 && sh->timed > 0) --sh->timed;
   AfterUnlink(si, head);
 }
 
 void Store::SweepStep(uint32_t si, uint64_t now) {
   Shard* sh = shard(si);
+  if (sh->timed == 0) return;  // nothing in this shard can expire
   uint32_t b = sh->sweep++ & (header()->buckets - 1);
   uint32_t* l = &buckets(si)[b];
   bool writing = false;
@@ -413,6 +415,7 @@ WriteStatus Store::Insert(uint32_t si, uint64_t hash, const unsigned char* key, 
     if (head != kNoPage) page(head)->live += e->alloc;
     Atomic(sh->count).store(sh->count + 1, std::memory_order_relaxed);
     Atomic(sh->used).store(sh->used + e->alloc, std::memory_order_relaxed);
+    if (e->expires != 0) ++sh->timed;
     WriteEnd(sh->seq);
     Atomic(sh->sets).store(sh->sets + 1, std::memory_order_relaxed);
     return WriteStatus::kOk;
@@ -707,7 +710,7 @@ std::vector<std::string> Store::Verify() {
           problems.push_back(at + "key hash does not match its place");
         if (EntryCheck(*e, k, k + e->key_len) != e->check)
           problems.push_back(at + "checksum mismatch");
-        if (e->type < kString || e->type > kClaim) problems.push_back(at + "unknown value type");
+        if (e->type < kString || e->type > kAscii) problems.push_back(at + "unknown value type");
         uint32_t head = HeadOf(ref);
         if (head != kNoPage) live[head] += e->alloc;
         ++count;

@@ -20,6 +20,7 @@ enum ValueType : uint8_t {
   kNumber = 3,  // little-endian float64
   kCodec = 4,   // bytes from the cache's codec
   kClaim = 5,   // remember(): a producer's claim, {pid u32, pad u32, token u64}
+  kAscii = 6,   // a string of 7-bit bytes only (read back as latin1: no decoding)
 };
 
 constexpr uint8_t kLive = 1;

@@ -10,7 +10,7 @@ export interface NativeCache {
     maxValue: number;
   };
   setBuffers(key: Buffer, out: Buffer, value: Buffer): void;
-  get(keyLength: number): number;
+  get(keyLength: number): number | string;
   has(keyLength: number): boolean;
   set(keyLength: number, type: number, valueLength: number, ttl: number, onlyIfAbsent: boolean, value?: Buffer): number;
   delete(keyLength: number): boolean;

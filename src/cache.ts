@@ -276,6 +276,19 @@ export class Cache<V = unknown> {
     if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_BYTES) {
       throw invalid('ERR_SHMCACHE_INVALID_KEY', 'a non-empty string of at most 1024 UTF-8 bytes', 'key', key);
     }
+    // Short ASCII keys (the common case) are copied by hand: cheaper than a
+    // call into Buffer.write.
+    const len = key.length;
+    if (len <= 48) {
+      const bytes = this.#key;
+      let i = 0;
+      for (; i < len; i++) {
+        const c = key.charCodeAt(i);
+        if (c > 0x7f) break;
+        bytes[i] = c;
+      }
+      if (i === len) return len;
+    }
     const n = this.#key.write(key, 0, 'utf8');
     if (n > MAX_KEY_BYTES) {
       throw invalid('ERR_SHMCACHE_INVALID_KEY', 'a non-empty string of at most 1024 UTF-8 bytes', 'key', key);
@@ -290,6 +303,7 @@ export class Cache<V = unknown> {
   }
 
   #ttl(options: unknown, name: string): number {
+    if (options === undefined) return this.#options.ttl;
     const o = optionsObject(options, name);
     return o.ttl === undefined ? this.#options.ttl : parseTtl(o.ttl, 'ttl');
   }
@@ -302,9 +316,11 @@ export class Cache<V = unknown> {
     const klen = this.#writeKey(key);
     const native = this.#handle();
     let r = native.get(klen);
+    if (typeof r === 'string') return r as V;
     while (r <= -2) {
       this.#growOut(native, -r - 2);
       r = native.get(klen);
+      if (typeof r === 'string') return r as V;
     }
     if (r === -1) return undefined;
     const type = r % 8;
