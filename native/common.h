@@ -85,6 +85,47 @@ inline uint64_t Hash(const void* data, size_t n, uint64_t seed) {
   return Mix(h ^ (h >> 29), k2) ^ (h >> 32);
 }
 
+inline uint64_t Rotl(uint64_t v, int r) { return (v << r) | (v >> (64 - r)); }
+
+// A fast checksum for values (Fletcher-style sums in four independent lanes,
+// mixed at the end): every changed word changes it, and it runs at several
+// bytes a cycle, so that reading a 1 KB value does not cost a hash of it.
+// It detects damage; it is no defence against a deliberate forgery.
+inline uint64_t Checksum(const void* data, size_t n, uint64_t seed) {
+  const unsigned char* p = static_cast<const unsigned char*>(data);
+  uint64_t a0 = seed, a1 = seed ^ 0x9E3779B97F4A7C15ull, a2 = ~seed, a3 = seed * 3 + 1;
+  uint64_t b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+  size_t len = n;
+  while (n >= 32) {
+    a0 += Load64(p);
+    b0 += a0;
+    a1 += Load64(p + 8);
+    b1 += a1;
+    a2 += Load64(p + 16);
+    b2 += a2;
+    a3 += Load64(p + 24);
+    b3 += a3;
+    p += 32;
+    n -= 32;
+  }
+  while (n >= 8) {
+    a0 += Load64(p);
+    b0 += a0;
+    p += 8;
+    n -= 8;
+  }
+  if (n > 0) {
+    uint64_t tail = 0;
+    std::memcpy(&tail, p, n);
+    a1 += tail;
+    b1 += a1;
+  }
+  uint64_t h = Mix(a0 ^ Rotl(b0, 13) ^ len, 0xD6E8FEB86659FD93ull);
+  h = Mix(h ^ a1 ^ Rotl(b1, 29), 0x9E3779B97F4A7C15ull);
+  h = Mix(h ^ a2 ^ Rotl(b2, 41), 0xD6E8FEB86659FD93ull);
+  return Mix(h ^ a3 ^ Rotl(b3, 53), 0x9E3779B97F4A7C15ull);
+}
+
 template <typename T>
 inline std::atomic_ref<T> Atomic(T& v) {
   return std::atomic_ref<T>(v);

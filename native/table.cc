@@ -46,7 +46,7 @@ uint32_t EntryCheck(const Entry& e, const unsigned char* key, const unsigned cha
                       (e.value_len ^ (uint64_t{e.generation} << 32)) | 1) ^
                   e.expires;
   uint64_t h = Hash(key, e.key_len, seed);
-  h = Hash(value, e.value_len, h);
+  h = Checksum(value, e.value_len, h);
   return static_cast<uint32_t>(h ^ (h >> 32));
 }
 
@@ -391,7 +391,8 @@ WriteStatus Store::Insert(uint32_t si, uint64_t hash, const unsigned char* key, 
     bool corrupt = false;
     uint32_t* link = nullptr;
     uint32_t old = Find(si, hash, key, klen, &link, &corrupt);
-    if (corrupt || (old != 0 && !Intact(EntryAt(old)))) {
+    // add() reads the old entry, so it must be sound; set() only unlinks it.
+    if (corrupt || (old != 0 && only_if_absent && !Intact(EntryAt(old)))) {
       DropShard(si);  // also frees what was just allocated; start over
       continue;
     }
@@ -427,13 +428,13 @@ WriteStatus Store::Set(const unsigned char* key, uint32_t klen, uint8_t type,
                        bool only_if_absent) {
   uint64_t hash = Hash(key, klen, kKeySeed);
   uint32_t si = ShardOf(hash);
-  uint64_t now = static_cast<uint64_t>(NowMs());
+  uint64_t now = ttl_ms ? static_cast<uint64_t>(NowMs()) : 0;
   uint64_t expires = ttl_ms ? now + ttl_ms : 0;
   if (!LockShard(si)) return WriteStatus::kCorrupt;
   CrashHere(CrashPoint::kLocked);
   WriteStatus st = Insert(si, hash, key, klen, type, value, vlen, expires, only_if_absent);
   if (st != WriteStatus::kCorrupt) {
-    SweepStep(si, now);
+    if (shard(si)->timed != 0) SweepStep(si, now ? now : static_cast<uint64_t>(NowMs()));
     UnlockShard(si);
   }
   return st;

@@ -87,6 +87,8 @@ function lockWaitMs(): number {
   return Number.isSafeInteger(n) && n >= 0 ? n : DEFAULT_LOCK_WAIT_MS;
 }
 
+const utf8 = new TextEncoder();
+
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 function sleepSync(ms: number): void {
   Atomics.wait(sleeper, 0, 0, ms);
@@ -369,7 +371,7 @@ export class Cache<V = unknown> {
           native.setBuffers(this.#key, this.#out, this.#val);
         }
       }
-      length = this.#val.write(value, 0, 'utf8');
+      length = utf8.encodeInto(value, this.#val).written;
     } else if (typeof value === 'number') {
       type = T_NUMBER;
       length = 8;
