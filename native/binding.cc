@@ -265,9 +265,7 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
     Napi::Env env = info.Env();
     RequireOpen(env);
     uint32_t klen = KeyLength(info[0]);
-    uint64_t token;
-    std::memcpy(&token, val_, sizeof token);
-    return Status(env, store_.Claim(key_, klen, token));
+    return Status(env, store_.Claim(key_, klen, Token()));
   }
 
   // release(keyLength) -> whether our claim (token in the value buffer) was dropped.
@@ -275,9 +273,7 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
     Napi::Env env = info.Env();
     RequireOpen(env);
     uint32_t klen = KeyLength(info[0]);
-    uint64_t token;
-    std::memcpy(&token, val_, sizeof token);
-    return Napi::Boolean::New(env, store_.Release(key_, klen, token));
+    return Napi::Boolean::New(env, store_.Release(key_, klen, Token()));
   }
 
   // keys(prefixLength) -> string[]; the prefix is in the key buffer.
@@ -341,6 +337,13 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
     val_ref_.Reset();
     key_ = out_ = val_ = nullptr;
     key_cap_ = out_cap_ = val_cap_ = 0;
+  }
+
+  // remember()'s claim token: the first 8 bytes of the value buffer.
+  uint64_t Token() const {
+    uint64_t token = 0;
+    if (val_cap_ >= sizeof token) std::memcpy(&token, val_, sizeof token);
+    return token;
   }
 
   Napi::Value Status(Napi::Env env, WriteStatus st) {

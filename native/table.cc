@@ -464,6 +464,16 @@ bool Store::Delete(const unsigned char* key, uint32_t klen) {
   return removed;
 }
 
+void Store::UpdateNumber(Shard* sh, Entry* e, const unsigned char* key, double next) {
+  unsigned char* value = reinterpret_cast<unsigned char*>(e + 1) + e->key_len;
+  WriteBegin(sh->seq);
+  std::memcpy(value, &next, 8);
+  CrashHere(CrashPoint::kIncr);
+  e->check = EntryCheck(*e, key, value);
+  WriteEnd(sh->seq);
+  Atomic(sh->sets).store(sh->sets + 1, std::memory_order_relaxed);
+}
+
 WriteStatus Store::Incr(const unsigned char* key, uint32_t klen, double by, double initial,
                         uint64_t ttl_ms, double* result) {
   uint64_t hash = Hash(key, klen, kKeySeed);
@@ -484,14 +494,8 @@ WriteStatus Store::Incr(const unsigned char* key, uint32_t klen, double by, doub
     } else if (!IsSafeInteger(v + by)) {
       st = WriteStatus::kRange;
     } else {
-      double next = v + by;
-      WriteBegin(sh->seq);
-      std::memcpy(value, &next, 8);
-      CrashHere(CrashPoint::kIncr);
-      e->check = EntryCheck(*e, key, value);
-      WriteEnd(sh->seq);
-      Atomic(sh->sets).store(sh->sets + 1, std::memory_order_relaxed);
-      *result = next;
+      *result = v + by;
+      UpdateNumber(sh, e, key, *result);
     }
   } else if (!IsSafeInteger(initial + by)) {
     st = WriteStatus::kRange;
@@ -520,11 +524,7 @@ WriteStatus Store::Cas(const unsigned char* key, uint32_t klen, double expected,
     double v;
     std::memcpy(&v, value, 8);
     if (IsSafeInteger(v) && v == expected) {
-      WriteBegin(sh->seq);
-      std::memcpy(value, &next, 8);
-      e->check = EntryCheck(*e, key, value);
-      WriteEnd(sh->seq);
-      Atomic(sh->sets).store(sh->sets + 1, std::memory_order_relaxed);
+      UpdateNumber(sh, e, key, next);
       st = WriteStatus::kOk;
     }
   }

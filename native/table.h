@@ -154,6 +154,8 @@ class Store {
   uint32_t Find(uint32_t si, uint64_t hash, const unsigned char* key, uint32_t klen,
                 uint32_t** link, bool* corrupt);
   bool IsLive(const Entry* e, uint64_t now) const;
+  // Rewrites a number entry's value in place (lock held), readers fenced off.
+  void UpdateNumber(Shard* sh, Entry* e, const unsigned char* key, double next);
   // Whether the entry's checksum holds (bounds already checked by Find).
   bool Intact(const Entry* e) const {
     const unsigned char* k = reinterpret_cast<const unsigned char*>(e + 1);
