@@ -14,5 +14,5 @@ test('workers SIGKILLed every few ms: no wrong value, no stall, verify() ok', as
   expect(report.problems).toEqual([]);
   expect(report.verify).toEqual({ ok: true, problems: [] });
   expect(report.kills).toBeGreaterThan(20);
-  expect(report.ops).toBeGreaterThan(2_000);
+  expect(report.ops).toBeGreaterThan(500);
 });
