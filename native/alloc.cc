@@ -146,6 +146,23 @@ uint32_t Store::TakeFreePages(uint32_t si, uint32_t k) {
   return kNoPage;
 }
 
+// Copies the `bytes` of entries gathered in scratch_ to heap offset `dst`
+// and links each into its bucket of shard `ti`, with no access hint (caller
+// between WriteBegin/WriteEnd).
+void Store::PlaceKept(uint32_t ti, uint64_t dst, uint32_t bytes) {
+  uint32_t mask = header()->buckets - 1;
+  std::memcpy(heap() + dst, scratch_.data(), bytes);
+  for (uint32_t off = 0; off < bytes;) {
+    Entry* e = reinterpret_cast<Entry*>(heap() + dst + off);
+    uint32_t* bucket = &buckets(ti)[e->hash & mask];
+    e->next = *bucket;
+    e->flags = kLive;
+    *bucket = RefOf(dst + off);
+    Untouch(dst + off);
+    off += e->alloc;
+  }
+}
+
 // Evicts the span at `head` of shard `ti` (lock held). With `second_chance`,
 // the live entries of a one-page span that readers touched since they were
 // written are kept: compacted to the start of the page, which stays with the
@@ -222,17 +239,7 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
   if (kept > 0 && cp != nullptr && cp->used + kept <= ps) {
     // The kept entries fit in the shard's current page: move them there and
     // free this page whole.
-    uint64_t dst = uint64_t{cur} * ps + cp->used;
-    std::memcpy(heap() + dst, scratch_.data(), kept);
-    for (uint32_t off = 0; off < kept;) {
-      Entry* e = reinterpret_cast<Entry*>(heap() + dst + off);
-      uint32_t* bucket = &buckets(ti)[e->hash & (h->buckets - 1)];
-      e->next = *bucket;
-      e->flags = kLive;
-      *bucket = RefOf(dst + off);
-      Untouch(dst + off);
-      off += e->alloc;
-    }
+    PlaceKept(ti, uint64_t{cur} * ps + cp->used, kept);
     cp->used += kept;
     cp->live += kept;
     kept = 0;
@@ -240,15 +247,7 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
   if (kept > 0) {
     // Rewrite the page with the kept entries only and link them again.
     std::memset(access_bits() + base / 512, 0, ps / 512);
-    std::memcpy(heap() + base, scratch_.data(), kept);
-    for (uint32_t off = 0; off < kept;) {
-      Entry* e = reinterpret_cast<Entry*>(heap() + base + off);
-      uint32_t* bucket = &buckets(ti)[e->hash & (h->buckets - 1)];
-      e->next = *bucket;
-      e->flags = kLive;
-      *bucket = RefOf(base + off);
-      off += e->alloc;
-    }
+    PlaceKept(ti, base, kept);
     hp->used = kept;
     hp->live = kept;
     hp->birth = Atomic(h->clock).fetch_add(1, std::memory_order_relaxed) + 1;

@@ -206,6 +206,7 @@ class Store {
   Evicted EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_t hi, uint32_t to,
                     bool second_chance);
   uint32_t OldestSpans(uint32_t* out);
+  void PlaceKept(uint32_t ti, uint64_t dst, uint32_t bytes);
   uint32_t EvictForPage(uint32_t si, uint32_t* busy);
   uint32_t EvictForRun(uint32_t si, uint32_t k, uint32_t* busy);
 
