@@ -3,10 +3,13 @@
 // that lengths fit the buffers they describe.
 //
 // Hot path: keys are written by JS into a buffer registered once with
-// setBuffers(); a hit is copied into another registered buffer and the call
-// returns a number (length * 8 + type), so no object is allocated here.
+// setBuffers(); a hit is copied into the read pool JS registered with
+// setPool() and the call returns a string, or a number (length * 8 + type)
+// for JS to make the value from the pool, so no object is allocated here
+// but the string.
 #include <napi.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <ctime>
 #include <string>
@@ -106,9 +109,7 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
                        {
                            InstanceMethod<&NativeCache::Open>("open"),
                            InstanceMethod<&NativeCache::SetBuffers>("setBuffers"),
-                           InstanceMethod<&NativeCache::Get>("get"),
-                           InstanceMethod<&NativeCache::Has>("has"),
-                           InstanceMethod<&NativeCache::Set>("set"),
+                           InstanceMethod<&NativeCache::SetPool>("setPool"),
                            InstanceMethod<&NativeCache::Delete>("delete"),
                            InstanceMethod<&NativeCache::Incr>("incr"),
                            InstanceMethod<&NativeCache::Cas>("cas"),
@@ -122,9 +123,23 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
                        });
   }
 
-  explicit NativeCache(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeCache>(info) {}
+  // The hot methods are own properties bound to this object (the function's
+  // data is `this`), which spares them the unwrap of an instance method. They
+  // are only reached through the object, so they cannot outlive it.
+  explicit NativeCache(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeCache>(info) {
+    Napi::Env env = info.Env();
+    Napi::Object self = info.This().As<Napi::Object>();
+    self.Set("get", Napi::Function::New<&NativeCache::Bound<&NativeCache::Get>>(env, "get", this));
+    self.Set("has", Napi::Function::New<&NativeCache::Bound<&NativeCache::Has>>(env, "has", this));
+    self.Set("set", Napi::Function::New<&NativeCache::Bound<&NativeCache::Set>>(env, "set", this));
+  }
 
  private:
+  template <Napi::Value (NativeCache::*method)(const Napi::CallbackInfo&)>
+  static Napi::Value Bound(const Napi::CallbackInfo& info) {
+    return (static_cast<NativeCache*>(info.Data())->*method)(info);
+  }
+
   void RequireOpen(Napi::Env env) {
     if (!store_.is_open()) Throw(env, Code::kClosed, "the cache is not open");
   }
@@ -169,19 +184,31 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
     val_cap_ = val.Length();
   }
 
-  // get(keyLength) -> a string value itself; or -1 miss, <= -2 needs a
-  // buffer of (-r - 2) bytes, else length * 8 + type with the value in the
-  // out buffer.
+  // setPool(buffer): where get() copies values (see Get).
+  void SetPool(const Napi::CallbackInfo& info) {
+    auto pool = info[0].As<Napi::Buffer<uint8_t>>();
+    pool_ref_ = Napi::Persistent(pool);
+    pool_ = pool.Data();
+    pool_cap_ = pool.Length();
+  }
+
+  // get(keyLength, offset) -> a string value itself; or -1 miss, <= -2 needs
+  // (-r - 2) bytes of pool from `offset`, else length * 8 + type with the
+  // value copied into the pool at `offset`. JS hands bytes out as views of
+  // the pool and never passes that range again, so no returned value is
+  // ever overwritten; a string is made here and leaves the range free.
   Napi::Value Get(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     RequireOpen(env);
     uint32_t klen = KeyLength(info[0]);
-    ReadResult r = store_.Get(key_, klen, out_, out_cap_);
+    uint64_t off = std::min<uint64_t>(ToU64(info[1]), pool_cap_);
+    unsigned char* out = pool_ + off;
+    ReadResult r = store_.Get(key_, klen, out, pool_cap_ - off);
     double v = -1;
     if (r.status == ReadStatus::kHit) {
       if (r.type == kAscii || r.type == kString) {
         napi_value s;
-        const char* p = reinterpret_cast<const char*>(out_);
+        const char* p = reinterpret_cast<const char*>(out);
         size_t n = static_cast<size_t>(r.length);
         napi_status st = r.type == kAscii ? napi_create_string_latin1(env, p, n, &s)
                                           : napi_create_string_utf8(env, p, n, &s);
@@ -335,8 +362,9 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
     key_ref_.Reset();
     out_ref_.Reset();
     val_ref_.Reset();
-    key_ = out_ = val_ = nullptr;
-    key_cap_ = out_cap_ = val_cap_ = 0;
+    pool_ref_.Reset();
+    key_ = out_ = val_ = pool_ = nullptr;
+    key_cap_ = out_cap_ = val_cap_ = pool_cap_ = 0;
   }
 
   // remember()'s claim token: the first 8 bytes of the value buffer.
@@ -356,11 +384,12 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
   }
 
   Store store_;
-  Napi::Reference<Napi::Buffer<uint8_t>> key_ref_, out_ref_, val_ref_;
+  Napi::Reference<Napi::Buffer<uint8_t>> key_ref_, out_ref_, val_ref_, pool_ref_;
   unsigned char* key_ = nullptr;
-  unsigned char* out_ = nullptr;
+  unsigned char* out_ = nullptr;  // small scratch: incr()'s result
   unsigned char* val_ = nullptr;
-  size_t key_cap_ = 0, out_cap_ = 0, val_cap_ = 0;
+  unsigned char* pool_ = nullptr;  // get()'s destination
+  size_t key_cap_ = 0, out_cap_ = 0, val_cap_ = 0, pool_cap_ = 0;
 };
 
 Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {

@@ -10,7 +10,8 @@ export interface NativeCache {
     maxValue: number;
   };
   setBuffers(key: Buffer, out: Buffer, value: Buffer): void;
-  get(keyLength: number): number | string;
+  setPool(pool: Buffer): void;
+  get(keyLength: number, poolOffset: number): number | string;
   has(keyLength: number): boolean;
   set(keyLength: number, type: number, valueLength: number, ttl: number, onlyIfAbsent: boolean, value?: Buffer): number;
   delete(keyLength: number): boolean;

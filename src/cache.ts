@@ -77,6 +77,14 @@ const T_CODEC = 4;
 
 const MAX_KEY_BYTES = 1024;
 const INITIAL_BUFFER = 64 * 1024;
+/**
+ * get() copies values into a pool, as Buffer.allocUnsafe() does, and hands
+ * Buffers out as views of it (a fresh Buffer per hit costs ten times more).
+ * Values up to POOL_VALUE_MAX share a pool of POOL_BYTES; larger ones get a
+ * pool of their own size.
+ */
+const POOL_BYTES = 32 * 1024;
+const POOL_VALUE_MAX = 4 * 1024;
 const LOCK_STALE_MS = 5000;
 const DEFAULT_LOCK_WAIT_MS = 30000;
 
@@ -217,6 +225,11 @@ export class Cache<V = unknown> {
   #out = Buffer.alloc(0);
   #outNumber = new Float64Array(1);
   #val = Buffer.alloc(0);
+  #pool: Buffer = Buffer.alloc(0);
+  /** Where the next value is copied: the pool before it is handed out. */
+  #poolOff = 0;
+  /** The pool of its own of the large value #getRefilled just read. */
+  #own: Buffer | undefined;
   /** remember() claims this handle holds: key -> token. */
   #claims = new Map<string, Buffer>();
 
@@ -265,10 +278,13 @@ export class Cache<V = unknown> {
     this.#absolutePath = file;
     this.#size = info.size;
     this.#maxValue = info.maxValue;
-    this.#out = Buffer.alloc(INITIAL_BUFFER);
+    this.#out = Buffer.alloc(64);
     this.#val = Buffer.alloc(INITIAL_BUFFER);
     this.#outNumber = new Float64Array(this.#out.buffer, this.#out.byteOffset, 1);
     native.setBuffers(this.#key, this.#out, this.#val);
+    this.#pool = Buffer.allocUnsafeSlow(POOL_BYTES);
+    this.#poolOff = 0;
+    native.setPool(this.#pool);
     this.#native = native;
     return native;
   }
@@ -298,10 +314,29 @@ export class Cache<V = unknown> {
     return n;
   }
 
-  #growOut(native: NativeCache, bytes: number): void {
-    this.#out = Buffer.alloc(Math.max(bytes, this.#out.length * 2));
-    this.#outNumber = new Float64Array(this.#out.buffer, this.#out.byteOffset, 1);
-    native.setBuffers(this.#key, this.#out, this.#val);
+  /**
+   * get() for a value that does not fit the rest of the pool (`bytes` long
+   * when last seen): a fresh shared pool for small values, a pool of its own
+   * for a large one. Loops while a concurrent writer makes the value grow.
+   */
+  #getRefilled(native: NativeCache, klen: number, bytes: number): number | string {
+    for (;;) {
+      const own = bytes > POOL_VALUE_MAX;
+      const pool = Buffer.allocUnsafeSlow(own ? bytes : POOL_BYTES);
+      native.setPool(pool);
+      const r = native.get(klen, 0);
+      if (own) {
+        // The large value's pool is its own: hand it out whole, then go back
+        // to the shared pool.
+        native.setPool(this.#pool);
+        if (typeof r === 'number' && r >= 0) this.#own = pool;
+      } else {
+        this.#pool = pool;
+        this.#poolOff = 0;
+      }
+      if (typeof r === 'string' || r > -2) return r;
+      bytes = -r - 2;
+    }
   }
 
   #ttl(options: unknown, name: string): number {
@@ -317,32 +352,27 @@ export class Cache<V = unknown> {
   get(key: string): V | undefined {
     const klen = this.#writeKey(key);
     const native = this.#handle();
-    let r = native.get(klen);
+    let r = native.get(klen, this.#poolOff);
     if (typeof r === 'string') return r as V;
-    while (r <= -2) {
-      this.#growOut(native, -r - 2);
-      r = native.get(klen);
-      if (typeof r === 'string') return r as V;
-    }
     if (r === -1) return undefined;
+    let pool = this.#pool;
+    if (r <= -2) {
+      r = this.#getRefilled(native, klen, -r - 2);
+      if (typeof r === 'string') return r as V;
+      if (r === -1) return undefined;
+      pool = this.#own ?? this.#pool;
+      this.#own = undefined;
+    }
     const type = r % 8;
     const length = (r - type) / 8;
-    switch (type) {
-      case T_STRING:
-        return this.#out.toString('utf8', 0, length) as V;
-      case T_NUMBER:
-        return this.#outNumber[0] as V;
-      case T_BYTES: {
-        const copy = Buffer.allocUnsafe(length);
-        this.#out.copy(copy, 0, 0, length);
-        return copy as V;
-      }
-      default: {
-        const copy = Buffer.allocUnsafe(length);
-        this.#out.copy(copy, 0, 0, length);
-        return this.#codec.decode(copy);
-      }
-    }
+    const off = pool === this.#pool ? this.#poolOff : 0;
+    if (type === T_NUMBER) return pool.readDoubleLE(off) as V;
+    if (type === T_STRING) return pool.toString('utf8', off, off + length) as V;
+    // Bytes stay where they were copied: the pool moves past them (8-byte
+    // aligned), so no later call writes over a value handed out.
+    const bytes = Buffer.from(pool.buffer as ArrayBuffer, pool.byteOffset + off, length);
+    if (pool === this.#pool) this.#poolOff = (off + length + 7) & ~7;
+    return (type === T_BYTES ? bytes : this.#codec.decode(bytes)) as V;
   }
 
   /** Whether `key` has a live entry. Does not count as a hit or miss. */

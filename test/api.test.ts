@@ -62,6 +62,30 @@ describe('get / set', () => {
     expect(c.get('a').toString()).toBe('aaaa');
   });
 
+  test('Buffers handed out from the read pool survive every later read, across pool refills', () => {
+    const c = cache({ size: '8MB' });
+    // Sizes around the pool's limits (4 KiB pooled, 32 KiB pools), with
+    // strings, numbers and codec values read in between.
+    const sizes = [1, 7, 8, 9, 100, 1000, 4095, 4096, 4097, 20_000, 32_768, 40_000];
+    const kept: [Buffer, number][] = [];
+    for (let round = 0; round < 40; round++) {
+      for (const [j, n] of sizes.entries()) {
+        const fill = (round * sizes.length + j) % 251;
+        c.set(`b${j}`, Buffer.alloc(n, fill));
+        c.set(`s${j}`, 'x'.repeat(n));
+        c.set(`n${j}`, n + 0.5);
+        c.set(`o${j}`, { n, data: new Uint8Array(n % 300).fill(fill) });
+        const v = c.get(`b${j}`) as Buffer;
+        expect(v.length).toBe(n);
+        kept.push([v, fill]);
+        expect(c.get(`s${j}`)).toHaveLength(n);
+        expect(c.get(`n${j}`)).toBe(n + 0.5);
+        expect(c.get(`o${j}`).data).toEqual(new Uint8Array(n % 300).fill(fill));
+      }
+    }
+    for (const [v, fill] of kept) expect(v.every((b) => b === fill)).toBe(true);
+  });
+
   test('other values go through the v8 codec by default', () => {
     const c = cache();
     const v = { a: [1, 2, { b: null }], d: new Date(5), m: new Map([[1, 'x']]), big: 10n, t: true, u8: new Uint16Array([1, 2]) };
