@@ -82,7 +82,7 @@ void Store::FreeSpan(uint32_t head, uint32_t new_owner) {
 void Store::AfterUnlink(uint32_t si, uint32_t head) {
   if (head == kNoPage) return;
   Page* hp = page(head);
-  if (hp->live == 0 && shard(si)->cur_page != head) FreeSpan(head, 0);
+  if (hp->live == 0 && !IsCurrent(shard(si), head)) FreeSpan(head, 0);
 }
 
 void Store::DropShard(uint32_t si) {
@@ -98,7 +98,7 @@ void Store::DropShard(uint32_t si) {
       FreeSpan(j, 0);
     }
   }
-  sh->cur_page = kNoPage;
+  sh->cur_page[0] = sh->cur_page[1] = kNoPage;
   sh->timed = 0;
   Atomic(sh->count).store(0, std::memory_order_relaxed);
   Atomic(sh->used).store(0, std::memory_order_relaxed);
@@ -234,7 +234,11 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
     DropShard(ti);
     return Evicted::kDamaged;
   }
-  uint32_t cur = sh->cur_page;
+  // Kept entries go to the current page of their class (a one-page span
+  // holds one class only).
+  uint32_t cls = hp->cls != 0 ? 1 : 0;
+  hp->cls = cls;
+  uint32_t cur = sh->cur_page[cls];
   Page* cp = cur != kNoPage && cur != head && cur < h->npages ? page(cur) : nullptr;
   if (kept > 0 && cp != nullptr && cp->used + kept <= ps) {
     // The kept entries fit in the shard's current page: move them there and
@@ -253,13 +257,14 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
     hp->birth = Atomic(h->clock).fetch_add(1, std::memory_order_relaxed) + 1;
     // The page with more room left becomes the shard's current page.
     if (cur != head && (cp == nullptr || cp->used > kept)) {
-      sh->cur_page = head;
+      sh->cur_page[cls] = head;
       if (cp != nullptr && cp->live == 0) FreeSpan(cur, 0);
     }
     WriteEnd(sh->seq);
     return Evicted::kCompacted;
   }
-  if (sh->cur_page >= head && sh->cur_page < head + span) sh->cur_page = kNoPage;
+  for (uint32_t& c : sh->cur_page)
+    if (c >= head && c < head + span) c = kNoPage;
   // Hand the pages over, continuation pages first.
   for (uint32_t j = head + span; j-- > head;) {
     page(j)->span = 1;
@@ -463,18 +468,19 @@ uint32_t Store::Allocate(uint32_t si, uint64_t bytes, uint32_t* busy) {
   uint32_t first;
   uint64_t off;
   if (bytes <= ps) {
-    uint32_t cur = sh->cur_page;
+    uint32_t cls = SizeClass(bytes);
+    uint32_t cur = sh->cur_page[cls];
     if (cur != kNoPage) {
       Page* cp = cur < h->npages ? page(cur) : nullptr;
       if (cp == nullptr || Atomic(cp->owner).load(std::memory_order_relaxed) != si + 1 ||
           cp->span != 1) {
-        sh->cur_page = kNoPage;  // damaged: forget it, DropShard will reclaim
+        sh->cur_page[cls] = kNoPage;  // damaged: forget it, DropShard will reclaim
       } else if (cp->used + bytes <= ps) {
         off = uint64_t{cur} * ps + cp->used;
         cp->used += static_cast<uint32_t>(bytes);
         goto write;
       } else {
-        sh->cur_page = kNoPage;
+        sh->cur_page[cls] = kNoPage;
         if (cp->live == 0) FreeSpan(cur, 0);
       }
     }
@@ -488,7 +494,8 @@ uint32_t Store::Allocate(uint32_t si, uint64_t bytes, uint32_t* busy) {
     p->live = 0;
     p->birth = Atomic(h->clock).fetch_add(1, std::memory_order_relaxed) + 1;
     p->span = 1;
-    sh->cur_page = first;
+    p->cls = cls;
+    sh->cur_page[cls] = first;
     off = uint64_t{first} * ps;
   } else {
     uint32_t k = static_cast<uint32_t>((bytes + ps - 1) / ps);
@@ -506,6 +513,7 @@ uint32_t Store::Allocate(uint32_t si, uint64_t bytes, uint32_t* busy) {
     p->live = 0;
     p->birth = Atomic(h->clock).fetch_add(1, std::memory_order_relaxed) + 1;
     p->span = k;
+    p->cls = 1;
     off = uint64_t{first} * ps;
   }
 write:

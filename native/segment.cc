@@ -355,7 +355,7 @@ bool Segment::Initialize(uint64_t size, Error* error) {
                  rc, "pthread_mutex_init");
       return false;
     }
-    s->cur_page = kNoPage;
+    s->cur_page[0] = s->cur_page[1] = kNoPage;
   }
   CrashHere(CrashPoint::kCreate);
   // The checksum covers the magic, which is written last: a creation that

@@ -14,12 +14,16 @@
 namespace shmcache {
 
 constexpr char kMagic[8] = {'S', 'H', 'M', 'C', 'A', 'C', 'H', 'E'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
 constexpr uint64_t kHeaderBytes = 4096;
 constexpr uint64_t kMinSize = 1ull << 20;  // 1 MiB
 constexpr uint64_t kMaxSize = 1ull << 34;  // 16 GiB: refs are 32-bit, 8-byte units
 constexpr uint32_t kSlots = 256;           // per-handle statistics slots
 constexpr uint32_t kNoPage = 0xFFFFFFFFu;
+// Entries of at most this many bytes (header, key, value) are "small": they
+// go to their shard's small-class current page, larger ones to its other.
+constexpr uint64_t kSmallEntry = 512;
+inline uint32_t SizeClass(uint64_t bytes) { return bytes <= kSmallEntry ? 0 : 1; }
 
 // Byte 0 of the file. Everything up to `checksum` is fixed at creation and
 // covered by the checksum; the fields after it change while the segment lives.
@@ -59,19 +63,23 @@ static_assert(offsetof(Header, stamp) == 256, "mutable part at 256");
 struct Shard {
   pthread_mutex_t mutex;  // robust, process-shared
   uint32_t seq;           // seqlock: odd while the shard's table is changing
-  uint32_t cur_page;      // page that new entries are appended to, or kNoPage
   uint32_t count;         // live entries
-  uint32_t sweep;         // next bucket the expiry sweep looks at
-  uint64_t used;          // bytes held by live entries
+  // The page new entries of each size class are appended to, or kNoPage:
+  // small entries share pages with small ones only, so that a working set
+  // of small values stays dense even among large ones (as memcached's slab
+  // classes do).
+  uint32_t cur_page[2];
+  uint32_t sweep;  // next bucket the expiry sweep looks at
+  uint32_t timed;  // live entries with an expiry time (0: nothing to sweep)
+  uint64_t used;   // bytes held by live entries
   uint64_t sets;
   uint64_t deletes;
   uint64_t evictions;
   uint64_t expired;
-  uint32_t timed;  // live entries with an expiry time (0: nothing to sweep)
-  uint32_t pad;
 };
 constexpr uint64_t kShardBytes = 128;
 static_assert(sizeof(Shard) <= kShardBytes, "shard fits 128 bytes");
+static_assert(offsetof(Shard, seq) == 40 && offsetof(Shard, used) == 64, "shard layout");
 
 // One per heap page, 32 bytes.
 struct Page {
@@ -80,7 +88,7 @@ struct Page {
   uint32_t span;   // pages in the span (on the head page); 0 on the others
   uint32_t used;   // bytes appended (head page)
   uint32_t live;   // bytes of live entries (head page)
-  uint32_t pad;
+  uint32_t cls;    // size class of the entries of a one-page span
   uint64_t birth;  // Header::clock when taken
 };
 static_assert(sizeof(Page) == 32, "page record is 32 bytes");

@@ -682,11 +682,12 @@ std::vector<std::string> Store::Verify() {
     Shard* sh = shard(si);
     size_t before = problems.size();
     if (Atomic(sh->seq).load() & 1) problems.push_back(where + "sequence is odd while unlocked");
-    if (sh->cur_page != kNoPage &&
-        (sh->cur_page >= h->npages || page(sh->cur_page)->owner != si + 1 ||
-         page(sh->cur_page)->span != 1))
-      problems.push_back(where + "current page " + std::to_string(sh->cur_page) +
-                         " is not its own");
+    for (uint32_t cls = 0; cls < 2; ++cls) {
+      uint32_t cur = sh->cur_page[cls];
+      if (cur != kNoPage && (cur >= h->npages || page(cur)->owner != si + 1 ||
+                             page(cur)->span != 1 || page(cur)->cls != cls))
+        problems.push_back(where + "current page " + std::to_string(cur) + " is not its own");
+    }
     uint64_t count = 0, used = 0;
     for (uint32_t b = 0; b < h->buckets && problems.size() == before; ++b) {
       uint32_t ref = buckets(si)[b];

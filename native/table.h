@@ -140,6 +140,10 @@ class Store {
   uint64_t OffsetOf(uint32_t ref) const { return (uint64_t{ref} - 1) * 8; }
   // True when the entry's whole span lies in pages owned by `shard_index`.
   bool OwnedBy(uint32_t ref, uint64_t bytes, uint32_t shard_index) const;
+  // Whether `page_index` is one of the shard's current pages.
+  static bool IsCurrent(const Shard* sh, uint32_t page_index) {
+    return sh->cur_page[0] == page_index || sh->cur_page[1] == page_index;
+  }
 
   // Locks shard `i`, repairing it if its last owner died. False when the
   // mutex is unrecoverable.

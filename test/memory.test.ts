@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import { afterEach, describe, expect, test } from 'vitest';
 import { Cache } from '../esm/index.mjs';
 import { setClockOffsetForTesting } from '../dist/testing.js';
@@ -61,6 +62,39 @@ describe('eviction', () => {
     expect(kept).toBeGreaterThanOrEqual(45);
   });
 
+  test('small and large entries never share a page, so small values stay dense', () => {
+    const c = cache('4MB');
+    const big = Buffer.alloc(1500, 1);
+    for (let i = 0; i < 20_000; i++) {
+      c.set(`s:${i}`, value100(i));
+      c.set(`b:${i}`, big);
+    }
+    // Read the pages back from the file, as docs/design.md lays them out.
+    const file = fs.readFileSync(c.path);
+    const pageSize = file.readUInt32LE(32);
+    const npages = file.readUInt32LE(36);
+    const pagesOff = Number(file.readBigUInt64LE(64));
+    const heapOff = Number(file.readBigUInt64LE(80));
+    let small = 0;
+    let large = 0;
+    for (let p = 0; p < npages; p++) {
+      const rec = pagesOff + p * 32;
+      if (file.readUInt32LE(rec) === 0 || file.readUInt32LE(rec + 8) !== 1) continue; // free, or part of a span
+      const used = file.readUInt32LE(rec + 12);
+      const classes = new Set<number>();
+      for (let off = 0; off < used; ) {
+        const alloc = file.readUInt32LE(heapOff + p * pageSize + off + 16);
+        classes.add(alloc <= 512 ? 0 : 1);
+        off += alloc;
+      }
+      expect(classes.size).toBeLessThanOrEqual(1);
+      if (classes.has(0)) small++;
+      if (classes.has(1)) large++;
+    }
+    expect(small).toBeGreaterThan(0);
+    expect(large).toBeGreaterThan(0);
+  });
+
   test('values up to 1/8 of the segment fit, however fragmented the heap', () => {
     const c = cache('1MB');
     const max = c.maxValueSize;
@@ -102,11 +136,13 @@ describe('eviction', () => {
 });
 
 describe('time to live', () => {
-  test('an entry lives exactly its ttl', () => {
+  test('an entry lives its ttl and not a millisecond longer', () => {
     const c = cache();
     c.set('a', 'x', { ttl: 1000 });
     c.set('forever', 'y');
-    setClockOffsetForTesting(999);
+    // The clock is only shifted, not frozen: real milliseconds still pass, so
+    // the last live instant checked is well inside the ttl.
+    setClockOffsetForTesting(500);
     expect(c.get('a')).toBe('x');
     expect(c.has('a')).toBe(true);
     setClockOffsetForTesting(1000);
