@@ -60,8 +60,8 @@ inline uint64_t Mix(uint64_t a, uint64_t b) {
 }
 
 // A fast 64-bit hash of a byte string (multiply-fold over 8-byte words).
-// Used for bucket selection (keys) and for entry checksums (seeded with the
-// hash of the entry's metadata and key).
+// Used for keys (KeyHash in table.h: shard, bucket, and part of the entry
+// checksum).
 inline uint64_t Hash(const void* data, size_t n, uint64_t seed) {
   constexpr uint64_t k1 = 0x9E3779B97F4A7C15ull;
   constexpr uint64_t k2 = 0xD6E8FEB86659FD93ull;
@@ -120,10 +120,10 @@ inline uint64_t Checksum(const void* data, size_t n, uint64_t seed) {
     a1 += tail;
     b1 += a1;
   }
-  uint64_t h = Mix(a0 ^ Rotl(b0, 13) ^ len, 0xD6E8FEB86659FD93ull);
-  h = Mix(h ^ a1 ^ Rotl(b1, 29), 0x9E3779B97F4A7C15ull);
-  h = Mix(h ^ a2 ^ Rotl(b2, 41), 0xD6E8FEB86659FD93ull);
-  return Mix(h ^ a3 ^ Rotl(b3, 53), 0x9E3779B97F4A7C15ull);
+  // Two independent multiply-folds finish it (they run side by side).
+  uint64_t x = a0 ^ Rotl(b0, 13) ^ Rotl(a2, 31) ^ Rotl(b2, 41) ^ len;
+  uint64_t y = a1 ^ Rotl(b1, 29) ^ Rotl(a3, 47) ^ Rotl(b3, 53);
+  return Mix(x, 0xD6E8FEB86659FD93ull) ^ Rotl(Mix(y, 0x9E3779B97F4A7C15ull), 32);
 }
 
 template <typename T>

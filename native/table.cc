@@ -26,7 +26,6 @@ namespace shmcache {
 
 namespace {
 
-constexpr uint64_t kKeySeed = 0x7368'6D63'6163'6865ull;
 constexpr uint32_t kMaxSteps = 1u << 20;  // longest chain walked before calling it a cycle
 constexpr int kSpins = 2000;
 constexpr double kMaxSafe = 9007199254740991.0;
@@ -41,17 +40,20 @@ using Walk = WalkResult;
 
 }  // namespace
 
-uint32_t EntryCheck(const Entry& e, const unsigned char* key, const unsigned char* value) {
+uint32_t EntryCheck(const Entry& e, uint64_t key_hash, const unsigned char* value) {
   uint64_t seed = Mix(e.hash ^ (uint64_t{e.key_len} << 32) ^ (uint64_t{e.type} << 48),
                       (e.value_len ^ (uint64_t{e.generation} << 32)) | 1) ^
-                  e.expires;
-  uint64_t h = Hash(key, e.key_len, seed);
-  h = Checksum(value, e.value_len, h);
+                  e.expires ^ key_hash;
+  uint64_t h = Checksum(value, e.value_len, seed);
   return static_cast<uint32_t>(h ^ (h >> 32));
 }
 
+uint32_t EntryCheck(const Entry& e, const unsigned char* key, const unsigned char* value) {
+  return EntryCheck(e, KeyHash(key, e.key_len), value);
+}
+
 uint32_t ShardOfKey(const unsigned char* key, uint32_t klen, uint32_t nshards) {
-  return static_cast<uint32_t>(Hash(key, klen, kKeySeed) >> 40) & (nshards - 1);
+  return static_cast<uint32_t>(KeyHash(key, klen) >> 40) & (nshards - 1);
 }
 
 Store::~Store() { Close(); }
@@ -170,6 +172,9 @@ Walk Store::WalkChain(const uint32_t* bucket, uint32_t h32, const unsigned char*
     if (steps > kMaxSteps) return Walk::kDamaged;
     Entry* e = EntryAt(ref, 0);
     if (e == nullptr) return Walk::kDamaged;
+    // A hit sets the entry's access bit: fetch its line while the entry's
+    // own miss is under way.
+    __builtin_prefetch(access_bits() + OffsetOf(ref) / 512, 1);
     Entry hdr;
     std::memcpy(&hdr, e, kEntryBytes);
     if (hdr.hash == h32 && hdr.key_len == klen) {
@@ -221,7 +226,7 @@ ReadResult Store::LockedGet(uint32_t si, uint64_t hash, const unsigned char* key
 }
 
 ReadResult Store::Get(const unsigned char* key, uint32_t klen, unsigned char* out, uint64_t cap) {
-  uint64_t hash = Hash(key, klen, kKeySeed);
+  uint64_t hash = KeyHash(key, klen);
   uint32_t si = ShardOf(hash);
   Shard* sh = shard(si);
   const uint32_t* bucket = &buckets(si)[BucketOf(hash)];
@@ -255,7 +260,7 @@ ReadResult Store::Get(const unsigned char* key, uint32_t klen, unsigned char* ou
       if (copy) CountRead(false);
       return res;
     }
-    if (copy && w == Walk::kFound && EntryCheck(hdr, key, out) != hdr.check) break;
+    if (copy && w == Walk::kFound && EntryCheck(hdr, hash, out) != hdr.check) break;
     if (!IsValue(&hdr, hdr.expires ? static_cast<uint64_t>(NowMs()) : 0)) {
       if (copy) CountRead(false);
       return res;
@@ -426,7 +431,7 @@ WriteStatus Store::Insert(uint32_t si, uint64_t hash, const unsigned char* key, 
 WriteStatus Store::Set(const unsigned char* key, uint32_t klen, uint8_t type,
                        const unsigned char* value, uint64_t vlen, uint64_t ttl_ms,
                        bool only_if_absent) {
-  uint64_t hash = Hash(key, klen, kKeySeed);
+  uint64_t hash = KeyHash(key, klen);
   uint32_t si = ShardOf(hash);
   uint64_t now = ttl_ms ? static_cast<uint64_t>(NowMs()) : 0;
   uint64_t expires = ttl_ms ? now + ttl_ms : 0;
@@ -441,7 +446,7 @@ WriteStatus Store::Set(const unsigned char* key, uint32_t klen, uint8_t type,
 }
 
 bool Store::Delete(const unsigned char* key, uint32_t klen) {
-  uint64_t hash = Hash(key, klen, kKeySeed);
+  uint64_t hash = KeyHash(key, klen);
   uint32_t si = ShardOf(hash);
   if (!LockShard(si)) return false;
   Shard* sh = shard(si);
@@ -476,7 +481,7 @@ void Store::UpdateNumber(Shard* sh, Entry* e, const unsigned char* key, double n
 
 WriteStatus Store::Incr(const unsigned char* key, uint32_t klen, double by, double initial,
                         uint64_t ttl_ms, double* result) {
-  uint64_t hash = Hash(key, klen, kKeySeed);
+  uint64_t hash = KeyHash(key, klen);
   uint32_t si = ShardOf(hash);
   uint64_t now = static_cast<uint64_t>(NowMs());
   if (!LockShard(si)) return WriteStatus::kCorrupt;
@@ -510,7 +515,7 @@ WriteStatus Store::Incr(const unsigned char* key, uint32_t klen, double by, doub
 }
 
 WriteStatus Store::Cas(const unsigned char* key, uint32_t klen, double expected, double next) {
-  uint64_t hash = Hash(key, klen, kKeySeed);
+  uint64_t hash = KeyHash(key, klen);
   uint32_t si = ShardOf(hash);
   if (!LockShard(si)) return WriteStatus::kCorrupt;
   Shard* sh = shard(si);
@@ -542,7 +547,7 @@ static_assert(sizeof(ClaimRecord) == 16, "claim record is 16 bytes");
 }  // namespace
 
 WriteStatus Store::Claim(const unsigned char* key, uint32_t klen, uint64_t token) {
-  uint64_t hash = Hash(key, klen, kKeySeed);
+  uint64_t hash = KeyHash(key, klen);
   uint32_t si = ShardOf(hash);
   uint64_t now = static_cast<uint64_t>(NowMs());
   if (!LockShard(si)) return WriteStatus::kCorrupt;
@@ -571,7 +576,7 @@ WriteStatus Store::Claim(const unsigned char* key, uint32_t klen, uint64_t token
 }
 
 bool Store::Release(const unsigned char* key, uint32_t klen, uint64_t token) {
-  uint64_t hash = Hash(key, klen, kKeySeed);
+  uint64_t hash = KeyHash(key, klen);
   uint32_t si = ShardOf(hash);
   if (!LockShard(si)) return false;
   uint32_t* link = nullptr;
@@ -707,7 +712,7 @@ std::vector<std::string> Store::Verify() {
           break;
         }
         const unsigned char* k = reinterpret_cast<const unsigned char*>(e + 1);
-        uint64_t hash = Hash(k, e->key_len, kKeySeed);
+        uint64_t hash = KeyHash(k, e->key_len);
         if (ShardOf(hash) != si || BucketOf(hash) != b || static_cast<uint32_t>(hash) != e->hash)
           problems.push_back(at + "key hash does not match its place");
         if (EntryCheck(*e, k, k + e->key_len) != e->check)

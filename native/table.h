@@ -43,7 +43,14 @@ struct Entry {
 constexpr uint32_t kEntryBytes = sizeof(Entry);
 static_assert(kEntryBytes == 40, "entry header is 40 bytes");
 
-// Entry checksum over metadata, key and value.
+// The 64-bit hash of a key: its shard (bits 40..), its bucket (low bits),
+// and part of its entry's checksum.
+inline uint64_t KeyHash(const unsigned char* key, uint32_t klen) {
+  return Hash(key, klen, 0x7368'6D63'6163'6865ull);
+}
+
+// Entry checksum over metadata, key (through its KeyHash) and value.
+uint32_t EntryCheck(const Entry& e, uint64_t key_hash, const unsigned char* value);
 uint32_t EntryCheck(const Entry& e, const unsigned char* key, const unsigned char* value);
 
 // Result of a read. For a hit, `type` and `length` describe what was copied
