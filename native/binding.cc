@@ -239,7 +239,18 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
     bool only_if_absent = info[4].As<Napi::Boolean>().Value();
     const unsigned char* value = val_;
     uint64_t cap = val_cap_;
-    if (info.Length() > 5 && info[5].IsBuffer()) {
+    if (info.Length() > 5 && info[5].IsString()) {
+      // A string JS knows fits the value buffer (3 bytes per UTF-16 unit
+      // and the terminator): encoded here, after asking for the key's
+      // bucket, so that both misses (the JS string, the bucket) overlap.
+      store_.PrefetchBucket(key_, klen);
+      size_t written = 0;
+      NAPI_THROW_IF_FAILED(env,
+                           napi_get_value_string_utf8(env, info[5], reinterpret_cast<char*>(val_),
+                                                      val_cap_, &written),
+                           Napi::Value());
+      vlen = written;
+    } else if (info.Length() > 5 && info[5].IsBuffer()) {
       auto buf = info[5].As<Napi::Buffer<uint8_t>>();
       value = buf.Data();
       cap = buf.Length();

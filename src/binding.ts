@@ -13,7 +13,8 @@ export interface NativeCache {
   setPool(pool: Buffer): void;
   get(keyLength: number, poolOffset: number): number | string;
   has(keyLength: number): boolean;
-  set(keyLength: number, type: number, valueLength: number, ttl: number, onlyIfAbsent: boolean, value?: Buffer): number;
+  /** value: a Buffer holding the value, or a string the addon encodes (valueLength is then ignored). */
+  set(keyLength: number, type: number, valueLength: number, ttl: number, onlyIfAbsent: boolean, value?: Buffer | string): number;
   delete(keyLength: number): boolean;
   incr(keyLength: number, by: number, initial: number, ttl: number): number;
   cas(keyLength: number, expected: number, next: number): number;

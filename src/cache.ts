@@ -393,13 +393,13 @@ export class Cache<V = unknown> {
     let bytes: Buffer | undefined;
     if (typeof value === 'string') {
       type = T_STRING;
-      if (value.length * 3 > this.#val.length) {
-        length = Buffer.byteLength(value, 'utf8');
-        this.#checkLength(length);
-        if (length > this.#val.length) {
-          this.#val = Buffer.alloc(Math.max(length, this.#val.length * 2));
-          native.setBuffers(this.#key, this.#out, this.#val);
-        }
+      // The common case: the addon encodes it straight into the value buffer.
+      if (value.length * 3 < this.#val.length) return native.set(klen, type, 0, ttl, onlyIfAbsent, value);
+      length = Buffer.byteLength(value, 'utf8');
+      this.#checkLength(length);
+      if (length > this.#val.length) {
+        this.#val = Buffer.alloc(Math.max(length, this.#val.length * 2));
+        native.setBuffers(this.#key, this.#out, this.#val);
       }
       length = utf8.encodeInto(value, this.#val).written;
     } else if (typeof value === 'number') {

@@ -51,6 +51,18 @@ describe('get / set', () => {
     expect([...back]).toEqual([8, 7]);
   });
 
+  test('strings read back as their UTF-8 would (a lone surrogate as U+FFFD), at every length', () => {
+    const c = cache();
+    // Short strings are encoded by the addon, long ones (3 bytes per unit
+    // past the 64 KiB value buffer) by JS: both must agree.
+    const strings = ['a\uD800b', '\uDC00', '😀x'.repeat(3)];
+    for (const n of [21_844, 21_845, 21_846, 40_000]) strings.push('é'.repeat(n), 'x'.repeat(n), `${'😀'.repeat(n / 2)}\uD83D`);
+    for (const s of strings) {
+      c.set('k', s);
+      expect(c.get('k')).toBe(Buffer.from(s, 'utf8').toString('utf8'));
+    }
+  });
+
   test('a returned Buffer is a copy, not a view the next call overwrites', () => {
     const c = cache();
     c.set('a', Buffer.from('aaaa'));
