@@ -242,8 +242,8 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
     if (info.Length() > 5 && info[5].IsString()) {
       // A string JS knows fits the value buffer (3 bytes per UTF-16 unit
       // and the terminator): encoded here, after asking for the key's
-      // bucket, so that both misses (the JS string, the bucket) overlap.
-      store_.PrefetchBucket(key_, klen);
+      // entry, so that both misses (the JS string, the entry) overlap.
+      store_.PrefetchChain(key_, klen);
       size_t written = 0;
       NAPI_THROW_IF_FAILED(env,
                            napi_get_value_string_utf8(env, info[5], reinterpret_cast<char*>(val_),

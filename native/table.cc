@@ -192,6 +192,12 @@ Walk Store::WalkChain(const uint32_t* bucket, uint32_t h32, const unsigned char*
   return Walk::kAbsent;
 }
 
+void Store::PrefetchChain(const unsigned char* key, uint32_t klen) const {
+  uint64_t hash = KeyHash(key, klen);
+  uint32_t ref = Atomic(buckets(ShardOf(hash))[BucketOf(hash)]).load(std::memory_order_relaxed);
+  if (const Entry* e = EntryAt(ref)) __builtin_prefetch(e);
+}
+
 ReadResult Store::LockedGet(uint32_t si, uint64_t hash, const unsigned char* key, uint32_t klen,
                             unsigned char* out, uint64_t cap, bool copy) {
   ReadResult res;

@@ -95,11 +95,9 @@ class Store {
 
   ReadResult Get(const unsigned char* key, uint32_t klen, unsigned char* out, uint64_t cap);
   bool Has(const unsigned char* key, uint32_t klen);
-  // Starts fetching the bucket of `key` (a hint: no effect on the result).
-  void PrefetchBucket(const unsigned char* key, uint32_t klen) const {
-    uint64_t hash = KeyHash(key, klen);
-    __builtin_prefetch(&buckets(ShardOf(hash))[BucketOf(hash)]);
-  }
+  // Starts fetching the first entry of `key`'s bucket chain, for a write
+  // about to do other work first (a hint: it changes nothing).
+  void PrefetchChain(const unsigned char* key, uint32_t klen) const;
   WriteStatus Set(const unsigned char* key, uint32_t klen, uint8_t type, const unsigned char* value,
                   uint64_t vlen, uint64_t ttl_ms, bool only_if_absent);
   bool Delete(const unsigned char* key, uint32_t klen);
