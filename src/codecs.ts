@@ -2,7 +2,8 @@ import * as v8 from 'node:v8';
 
 /**
  * How values other than strings, numbers and byte arrays are stored.
- * `decode` receives bytes it may keep: they are a fresh copy.
+ * `decode` receives bytes it may keep: they are a copy that no later call
+ * overwrites (a view of a pooled ArrayBuffer, as `Buffer.allocUnsafe`'s are).
  */
 export interface Codec<V = unknown> {
   encode(value: V): Uint8Array;

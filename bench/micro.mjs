@@ -1,0 +1,91 @@
+// In one process: the cost of single shmcache operations, in ns, on the same
+// store the benchmark loads (100,000 keys each of 100-byte strings, 1,000-byte
+// Buffers and small objects), next to lru-cache holding the same entries.
+// For profiling and for measuring one change at a time; `npm run bench` is
+// the comparison between systems.
+//
+//   node bench/micro.mjs [--dir /dev/shm] [--rounds 5] [--only get100,set100]
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { LRUCache } from 'lru-cache';
+import { Cache } from '../esm/index.mjs';
+
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const dir = opt('dir', '/dev/shm');
+const rounds = Number(opt('rounds', '5'));
+const only = opt('only', '');
+
+const N = 100_000;
+const path = join(dir, `shmcache-micro-${process.pid}.shm`);
+const cache = new Cache({ path, size: '256MB', stamp: false });
+const lru = new LRUCache({ max: 3 * N });
+const s = [];
+const b = [];
+const o = [];
+for (let i = 0; i < N; i++) {
+  s.push(`s:${i}`);
+  b.push(`b:${i}`);
+  o.push(`o:${i}`);
+}
+const values = Array.from({ length: N }, (_, i) => `${i}:`.padEnd(100, 'v'));
+const kilo = Buffer.alloc(1000, 7);
+for (let i = 0; i < N; i++) {
+  const obj = { id: i, name: `user ${i}`, tags: ['a', 'b', 'c'], active: true, score: i * 1.5 };
+  cache.set(s[i], values[i]);
+  cache.set(b[i], kilo);
+  cache.set(o[i], obj);
+  lru.set(s[i], values[i]);
+  lru.set(b[i], kilo);
+  lru.set(o[i], obj);
+}
+
+let seed = 2654435761;
+function rand(n) {
+  seed ^= seed << 13;
+  seed >>>= 0;
+  seed ^= seed >>> 17;
+  seed ^= seed << 5;
+  seed >>>= 0;
+  return seed % n;
+}
+
+let sink = 0;
+const cases = {
+  'get hot key': [() => cache.get('s:1'), 3e6],
+  get100: [() => cache.get(s[rand(N)]), 3e6],
+  'get miss': [() => cache.get(o[rand(N)] + '!'), 3e6],
+  get1k: [() => cache.get(b[rand(N)]), 1e6],
+  getobj: [() => cache.get(o[rand(N)]), 5e5],
+  set100: [
+    () => {
+      const i = rand(N);
+      return cache.set(s[i], values[i]);
+    },
+    1e6,
+  ],
+  'lru-cache get100': [() => lru.get(s[rand(N)]), 3e6],
+  'key choice only': [() => s[rand(N)], 3e6],
+};
+
+console.log(`ns per operation, median of ${rounds} rounds (segment in ${dir})`);
+for (const [name, [fn, iters]] of Object.entries(cases)) {
+  if (only && !only.split(',').some((w) => name.includes(w))) continue;
+  const ns = [];
+  for (let r = 0; r < rounds; r++) {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < iters; i++) {
+      const v = fn();
+      sink = (sink + (v === undefined ? 0 : 1)) | 0;
+    }
+    ns.push(Number(process.hrtime.bigint() - t0) / iters);
+  }
+  ns.sort((x, y) => x - y);
+  console.log(`${name.padEnd(18)} ${ns[Math.floor(ns.length / 2)].toFixed(1).padStart(8)}`);
+}
+cache.close();
+rmSync(path, { force: true });
+if (sink === 0.5) console.log(sink);
