@@ -397,7 +397,7 @@ WriteStatus Store::Insert(uint32_t si, uint64_t hash, const unsigned char* key, 
     std::memcpy(kdst + klen, value, vlen / 2);
     CrashHere(CrashPoint::kCopy);
     std::memcpy(kdst + klen + vlen / 2, value + vlen / 2, vlen - vlen / 2);
-    e->check = EntryCheck(*e, key, value);
+    e->check = EntryCheck(*e, hash, value);
 
     bool corrupt = false;
     uint32_t* link = nullptr;
