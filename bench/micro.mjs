@@ -9,6 +9,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { Cache } from '../esm/index.mjs';
+import { xorshift } from './xorshift.mjs';
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -43,15 +44,7 @@ for (let i = 0; i < N; i++) {
   lru.set(o[i], obj);
 }
 
-let seed = 2654435761;
-function rand(n) {
-  seed ^= seed << 13;
-  seed >>>= 0;
-  seed ^= seed >>> 17;
-  seed ^= seed << 5;
-  seed >>>= 0;
-  return seed % n;
-}
+const rand = xorshift(2654435761);
 
 let sink = 0;
 const cases = {

@@ -3,6 +3,7 @@
 // (so that the processes of a trial start together), runs the workload for
 // `seconds`, prints { ops, seconds, latencies } (ns per op of timed batches).
 import { createInterface } from 'node:readline';
+import { xorshift } from './xorshift.mjs';
 
 const cfg = JSON.parse(process.argv[2]);
 const { system, workload, seconds, id = 0, keys = 100_000 } = cfg;
@@ -16,15 +17,7 @@ const value100 = (i) => values100[i];
 const value1k = Buffer.alloc(1000, 7);
 const valueObj = (i) => ({ id: i, name: `user ${i}`, tags: ['a', 'b', 'c'], active: true, score: i * 1.5 });
 
-let seed = (id + 1) * 2654435761;
-function rand(n) {
-  seed ^= seed << 13;
-  seed >>>= 0;
-  seed ^= seed >>> 17;
-  seed ^= seed << 5;
-  seed >>>= 0;
-  return seed % n;
-}
+const rand = xorshift((id + 1) * 2654435761);
 const names = { s: [], b: [], o: [] };
 for (let i = 0; i < keys; i++) {
   names.s.push(`s:${i}`);
