@@ -254,8 +254,8 @@ ReadResult Store::Get(const unsigned char* key, uint32_t klen, unsigned char* ou
       if (hdr.value_len > cap) {
         w = Walk::kNeedBuffer;
       } else {
-        const unsigned char* value =
-            reinterpret_cast<const unsigned char*>(EntryAt(ref) + 1) + klen;
+        // WalkChain checked that the header, key and value fit the heap.
+        const unsigned char* value = heap() + OffsetOf(ref) + kEntryBytes + klen;
         std::memcpy(out, value, hdr.value_len);
       }
     }
