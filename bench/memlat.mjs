@@ -3,8 +3,10 @@
 // the floor under any random lookup: docs/benchmark.md compares it with what
 // a random get() costs.
 //
-//   node bench/memlat.mjs [MB ...]
-const sizes = process.argv.slice(2).map(Number);
+//   node bench/memlat.mjs [--json] [MB ...]
+const json = process.argv.includes('--json');
+const sizes = process.argv.slice(2).filter((a) => a !== '--json').map(Number);
+const out = {};
 for (const mb of sizes.length ? sizes : [2, 16, 32, 150]) {
   const lines = (mb * 1024 * 1024) / 64;
   const a = new Uint32Array(lines * 16);
@@ -25,5 +27,7 @@ for (const mb of sizes.length ? sizes : [2, 16, 32, 150]) {
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < steps; i++) p = a[p];
   const ns = Number(process.hrtime.bigint() - t0) / steps;
-  console.log(`${String(mb).padStart(5)} MB: ${ns.toFixed(1)} ns per dependent load${p < 0 ? '!' : ''}`);
+  out[mb] = Math.round(ns * 10) / 10;
+  if (!json) console.log(`${String(mb).padStart(5)} MB: ${ns.toFixed(1)} ns per dependent load${p < 0 ? '!' : ''}`);
 }
+if (json) console.log(JSON.stringify(out));

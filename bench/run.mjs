@@ -113,6 +113,10 @@ async function trial(system, workload, n) {
 
 const results = [];
 const skipped = [];
+// The machine's memory latency as this run found it (a shared machine's
+// caches vary by the hour, and a random read into shared memory follows
+// them): ns per dependent random load within 16 MB and 150 MB.
+const memlat = JSON.parse(spawnSync(process.execPath, [join(here, 'memlat.mjs'), '--json', '16', '150'], { encoding: 'utf8' }).stdout);
 try {
   if (systems.some((s) => s.startsWith('redis'))) {
     redis = await startRedis();
@@ -158,6 +162,7 @@ try {
 
   const date = new Date().toISOString();
   const machine = { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? 'unknown', memory: os.totalmem(), node: process.version, platform: `${os.platform()} ${os.release()}` };
+  machine.memoryLatencyNs = memlat;
   const report = { date, machine, settings: { seconds, reps, keys, procCounts }, results, skipped, zipf, fill };
   report.targets = targets(report);
   const md = markdown(report);
