@@ -1,0 +1,62 @@
+// The floor under any cache that copies values out of memory shared with
+// other processes: a random 100-byte read through an in-process Map index
+// (what lru-cache looks keys up with) into a 145 MB buffer holding the values
+// densely, copied to a new string. No lock, no checksum, nothing shared, so
+// no real shared cache can beat it. Printed next to lru-cache's get and
+// shmcache's get on the benchmark's store, for working sets of growing size.
+//
+//   node bench/floor.mjs
+import { rmSync } from 'node:fs';
+import { LRUCache } from 'lru-cache';
+import { Cache } from '../esm/index.mjs';
+import { xorshift } from './xorshift.mjs';
+
+const N = 100_000;
+const path = `/dev/shm/shmcache-floor-${process.pid}.shm`;
+const cache = new Cache({ path, size: '256MB', stamp: false });
+const lru = new LRUCache({ max: 3 * N });
+const big = Buffer.alloc(145 * 1024 * 1024);
+const index = new Map();
+const s = [];
+const kilo = Buffer.alloc(1000, 7);
+for (let i = 0; i < N; i++) {
+  const key = `s:${i}`;
+  const value = `${i}:`.padEnd(100, 'v');
+  s.push(key);
+  cache.set(key, value);
+  cache.set(`b:${i}`, kilo);
+  cache.set(`o:${i}`, { id: i });
+  lru.set(key, value);
+  lru.set(`b:${i}`, kilo);
+  lru.set(`o:${i}`, { id: i });
+  const off = 4096 + i * 160;
+  big.write(value, off, 'latin1');
+  index.set(key, off);
+}
+
+const rand = xorshift(2654435761);
+let sink = 0;
+function time(fn) {
+  const res = [];
+  for (let r = 0; r < 3; r++) {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < 2e6; i++) sink = (sink + fn().length) | 0;
+    res.push(Number(process.hrtime.bigint() - t0) / 2e6);
+  }
+  return res.sort((x, y) => x - y)[1].toFixed(0).padStart(5);
+}
+console.log('ns per random get of a 100-byte string (median of 3 rounds)');
+console.log('  keys  lru-cache  Map+copy floor  shmcache');
+for (const k of [100, 1000, 10_000, 100_000]) {
+  const step = Math.floor(N / k); // k keys spread over the whole store
+  const key = () => s[rand(k) * step];
+  const a = time(() => lru.get(key()));
+  const b = time(() => {
+    const off = index.get(key());
+    return big.latin1Slice(off, off + 100);
+  });
+  const c = time(() => cache.get(key()));
+  console.log(`${String(k).padStart(6)}  ${a}      ${b}           ${c}`);
+}
+cache.close();
+rmSync(path, { force: true });
