@@ -201,6 +201,7 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
     Napi::Env env = info.Env();
     RequireOpen(env);
     uint32_t klen = KeyLength(info[0]);
+    if (pool_ == nullptr) Throw(env, Code::kIo, "get() before setPool()");
     uint64_t off = std::min<uint64_t>(ToU64(info[1]), pool_cap_);
     unsigned char* out = pool_ + off;
     ReadResult r = store_.Get(key_, klen, out, pool_cap_ - off);
