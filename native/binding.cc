@@ -62,9 +62,12 @@ bool IsAscii(const unsigned char* p, uint64_t n) {
   return (acc & 0x8080808080808080ull) == 0;
 }
 
+// A non-negative integer argument; NaN and negatives are 0, and anything
+// past 2^53 is clamped (no conversion outside uint64_t's range).
 uint64_t ToU64(const Napi::Value& v) {
   double d = v.As<Napi::Number>().DoubleValue();
-  return d <= 0 ? 0 : static_cast<uint64_t>(d);
+  if (!(d > 0)) return 0;
+  return d >= 9007199254740992.0 ? 9007199254740992ull : static_cast<uint64_t>(d);
 }
 
 }  // namespace
