@@ -61,6 +61,26 @@ bool ReadAll(int fd, void* buf, size_t n, off_t off) {
   return true;
 }
 
+// The layout fields of a header, and writing them.
+Layout LayoutOf(const Header& h) {
+  return Layout{h.size,        h.nshards,   h.buckets,   h.page_size,  h.npages,   h.shards_off,
+                h.buckets_off, h.slots_off, h.pages_off, h.access_off, h.heap_off, h.max_value};
+}
+void WriteLayout(Header* h, const Layout& l) {
+  h->size = l.size;
+  h->nshards = l.nshards;
+  h->buckets = l.buckets;
+  h->page_size = l.page_size;
+  h->npages = l.npages;
+  h->shards_off = l.shards_off;
+  h->buckets_off = l.buckets_off;
+  h->slots_off = l.slots_off;
+  h->pages_off = l.pages_off;
+  h->access_off = l.access_off;
+  h->heap_off = l.heap_off;
+  h->max_value = l.max_value;
+}
+
 // True for a header page that our own creation left without its magic
 // (written last): all zeros, or our version with a layout that matches its
 // size. Nothing else without the magic is ours to touch.
@@ -71,8 +91,7 @@ bool InterruptedCreation(const Header& h) {
   if (std::memcmp(&h, zeros, sizeof h) == 0) return true;
   Layout l;
   return h.version == kVersion && h.header_bytes == kHeaderBytes && ComputeLayout(h.size, &l) &&
-         h.nshards == l.nshards && h.buckets == l.buckets && h.page_size == l.page_size &&
-         h.npages == l.npages && h.heap_off == l.heap_off;
+         LayoutOf(h) == l;
 }
 
 }  // namespace
@@ -302,11 +321,7 @@ bool Segment::CheckHeader(uint64_t file_size, const Header* h, Error* error) {
     return false;
   }
   Layout l;
-  if (!ComputeLayout(h->size, &l) || h->header_bytes != kHeaderBytes || h->nshards != l.nshards ||
-      h->buckets != l.buckets || h->page_size != l.page_size || h->npages != l.npages ||
-      h->shards_off != l.shards_off || h->buckets_off != l.buckets_off ||
-      h->slots_off != l.slots_off || h->pages_off != l.pages_off || h->access_off != l.access_off ||
-      h->heap_off != l.heap_off || h->max_value != l.max_value) {
+  if (!ComputeLayout(h->size, &l) || h->header_bytes != kHeaderBytes || LayoutOf(*h) != l) {
     error->Set(Code::kCorrupt, where + " has a damaged header (layout does not match its size)");
     return false;
   }
@@ -331,18 +346,7 @@ bool Segment::Initialize(uint64_t size, Error* error) {
   Header* h = header();
   h->version = kVersion;
   h->header_bytes = kHeaderBytes;
-  h->size = l.size;
-  h->nshards = l.nshards;
-  h->buckets = l.buckets;
-  h->page_size = l.page_size;
-  h->npages = l.npages;
-  h->shards_off = l.shards_off;
-  h->buckets_off = l.buckets_off;
-  h->slots_off = l.slots_off;
-  h->pages_off = l.pages_off;
-  h->access_off = l.access_off;
-  h->heap_off = l.heap_off;
-  h->max_value = l.max_value;
+  WriteLayout(h, l);
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   h->created_ms = static_cast<uint64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;

@@ -108,6 +108,7 @@ struct Layout {
   uint64_t size;
   uint32_t nshards, buckets, page_size, npages;
   uint64_t shards_off, buckets_off, slots_off, pages_off, access_off, heap_off, max_value;
+  bool operator==(const Layout&) const = default;
 };
 bool ComputeLayout(uint64_t size, Layout* out);
 
