@@ -241,13 +241,14 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
     uint64_t vlen = ToU64(info[2]);
     uint64_t ttl = ToU64(info[3]);
     bool only_if_absent = info[4].As<Napi::Boolean>().Value();
+    uint64_t hash = KeyHash(key_, klen);
     const unsigned char* value = val_;
     uint64_t cap = val_cap_;
     if (info.Length() > 5 && info[5].IsString()) {
       // A string JS knows fits the value buffer (3 bytes per UTF-16 unit
       // and the terminator): encoded here, after asking for the key's
       // entry, so that both misses (the JS string, the entry) overlap.
-      store_.PrefetchChain(key_, klen);
+      store_.PrefetchChain(hash);
       size_t written = 0;
       NAPI_THROW_IF_FAILED(env,
                            napi_get_value_string_utf8(env, info[5], reinterpret_cast<char*>(val_),
@@ -267,7 +268,7 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
                 std::to_string(store_.max_value()));
     if (type == kString && IsAscii(value, vlen)) type = kAscii;
     WriteStatus st =
-        store_.Set(key_, klen, static_cast<uint8_t>(type), value, vlen, ttl, only_if_absent);
+        store_.Set(hash, key_, klen, static_cast<uint8_t>(type), value, vlen, ttl, only_if_absent);
     return Status(env, st);
   }
 

@@ -192,8 +192,7 @@ Walk Store::WalkChain(const uint32_t* bucket, uint32_t h32, const unsigned char*
   return Walk::kAbsent;
 }
 
-void Store::PrefetchChain(const unsigned char* key, uint32_t klen) const {
-  uint64_t hash = KeyHash(key, klen);
+void Store::PrefetchChain(uint64_t hash) const {
   uint32_t ref = Atomic(buckets(ShardOf(hash))[BucketOf(hash)]).load(std::memory_order_relaxed);
   if (const Entry* e = EntryAt(ref)) __builtin_prefetch(e);
 }
@@ -434,10 +433,9 @@ WriteStatus Store::Insert(uint32_t si, uint64_t hash, const unsigned char* key, 
   }
 }
 
-WriteStatus Store::Set(const unsigned char* key, uint32_t klen, uint8_t type,
+WriteStatus Store::Set(uint64_t hash, const unsigned char* key, uint32_t klen, uint8_t type,
                        const unsigned char* value, uint64_t vlen, uint64_t ttl_ms,
                        bool only_if_absent) {
-  uint64_t hash = KeyHash(key, klen);
   uint32_t si = ShardOf(hash);
   uint64_t now = ttl_ms ? static_cast<uint64_t>(NowMs()) : 0;
   uint64_t expires = ttl_ms ? now + ttl_ms : 0;

@@ -97,9 +97,10 @@ class Store {
   bool Has(const unsigned char* key, uint32_t klen);
   // Starts fetching the first entry of `key`'s bucket chain, for a write
   // about to do other work first (a hint: it changes nothing).
-  void PrefetchChain(const unsigned char* key, uint32_t klen) const;
-  WriteStatus Set(const unsigned char* key, uint32_t klen, uint8_t type, const unsigned char* value,
-                  uint64_t vlen, uint64_t ttl_ms, bool only_if_absent);
+  void PrefetchChain(uint64_t hash) const;
+  // `hash` is KeyHash(key, klen), which the caller may have needed first.
+  WriteStatus Set(uint64_t hash, const unsigned char* key, uint32_t klen, uint8_t type,
+                  const unsigned char* value, uint64_t vlen, uint64_t ttl_ms, bool only_if_absent);
   bool Delete(const unsigned char* key, uint32_t klen);
   WriteStatus Incr(const unsigned char* key, uint32_t klen, double by, double initial,
                    uint64_t ttl_ms, double* result);
