@@ -228,8 +228,6 @@ export class Cache<V = unknown> {
   #pool: Buffer = Buffer.alloc(0);
   /** Where the next value is copied: the pool before it is handed out. */
   #poolOff = 0;
-  /** The pool of its own of the large value #getRefilled just read. */
-  #own: Buffer | undefined;
   /** remember() claims this handle holds: key -> token. */
   #claims = new Map<string, Buffer>();
 
@@ -318,8 +316,9 @@ export class Cache<V = unknown> {
    * get() for a value that does not fit the rest of the pool (`bytes` long
    * when last seen): a fresh shared pool for small values, a pool of its own
    * for a large one. Loops while a concurrent writer makes the value grow.
+   * Returns get()'s result and the pool the value is in, at offset 0.
    */
-  #getRefilled(native: NativeCache, klen: number, bytes: number): number | string {
+  #getRefilled(native: NativeCache, klen: number, bytes: number): [number | string, Buffer] {
     for (;;) {
       const own = bytes > POOL_VALUE_MAX;
       const pool = Buffer.allocUnsafeSlow(own ? bytes : POOL_BYTES);
@@ -329,12 +328,11 @@ export class Cache<V = unknown> {
         // The large value's pool is its own: hand it out whole, then go back
         // to the shared pool.
         native.setPool(this.#pool);
-        if (typeof r === 'number' && r >= 0) this.#own = pool;
       } else {
         this.#pool = pool;
         this.#poolOff = 0;
       }
-      if (typeof r === 'string' || r > -2) return r;
+      if (typeof r === 'string' || r > -2) return [r, pool];
       bytes = -r - 2;
     }
   }
@@ -357,11 +355,9 @@ export class Cache<V = unknown> {
     if (r === -1) return undefined;
     let pool = this.#pool;
     if (r <= -2) {
-      r = this.#getRefilled(native, klen, -r - 2);
+      [r, pool] = this.#getRefilled(native, klen, -r - 2);
       if (typeof r === 'string') return r as V;
       if (r === -1) return undefined;
-      pool = this.#own ?? this.#pool;
-      this.#own = undefined;
     }
     const type = r % 8;
     const length = (r - type) / 8;
