@@ -495,10 +495,8 @@ WriteStatus Store::Incr(const unsigned char* key, uint32_t klen, double by, doub
   WriteStatus st = WriteStatus::kOk;
   Entry* e = ref ? EntryAt(ref, uint64_t{klen} + 8) : nullptr;
   if (e != nullptr && IsValue(e, now)) {
-    unsigned char* value = reinterpret_cast<unsigned char*>(e + 1) + klen;
     double v = 0;
-    if (e->type == kNumber && e->value_len == 8) std::memcpy(&v, value, 8);
-    if (e->type != kNumber || e->value_len != 8 || !IsSafeInteger(v)) {
+    if (!NumberIn(e, &v) || !IsSafeInteger(v)) {
       st = WriteStatus::kNotNumber;
     } else if (!IsSafeInteger(v + by)) {
       st = WriteStatus::kRange;
@@ -527,11 +525,9 @@ WriteStatus Store::Cas(const unsigned char* key, uint32_t klen, double expected,
   uint32_t ref = FindIntact(si, hash, key, klen, &link);
   WriteStatus st = WriteStatus::kMismatch;
   Entry* e = ref ? EntryAt(ref, uint64_t{klen} + 8) : nullptr;
-  if (e != nullptr && e->type == kNumber && e->value_len == 8 &&
+  double v = 0;
+  if (e != nullptr && NumberIn(e, &v) &&
       IsLive(e, e->expires ? static_cast<uint64_t>(NowMs()) : 0)) {
-    unsigned char* value = reinterpret_cast<unsigned char*>(e + 1) + klen;
-    double v;
-    std::memcpy(&v, value, 8);
     if (IsSafeInteger(v) && v == expected) {
       UpdateNumber(sh, e, key, next);
       st = WriteStatus::kOk;

@@ -5,6 +5,7 @@
 #define SHMCACHE_TABLE_H_
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -169,6 +170,13 @@ class Store {
   uint32_t Find(uint32_t si, uint64_t hash, const unsigned char* key, uint32_t klen,
                 uint32_t** link, bool* corrupt);
   bool IsLive(const Entry* e, uint64_t now) const;
+  // Whether the entry holds a float64, and its value (the caller checked that
+  // its key and 8 value bytes fit the heap).
+  static bool NumberIn(const Entry* e, double* v) {
+    if (e->type != kNumber || e->value_len != 8) return false;
+    std::memcpy(v, reinterpret_cast<const unsigned char*>(e + 1) + e->key_len, 8);
+    return true;
+  }
   // Rewrites a number entry's value in place (lock held), readers fenced off.
   void UpdateNumber(Shard* sh, Entry* e, const unsigned char* key, double next);
   // Whether the entry's checksum holds (bounds already checked by Find).
