@@ -71,6 +71,7 @@ void Store::FreeSpan(uint32_t head, uint32_t new_owner) {
   std::memset(access_bits() + uint64_t{head} * h->page_size / 512, 0, bytes / 512);
   for (uint32_t j = head; j < head + span; ++j) {
     Page* p = page(j);
+    BumpEpoch(j);
     p->head = j;
     p->span = 0;
     p->used = 0;
@@ -250,6 +251,7 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
   }
   if (kept > 0) {
     // Rewrite the page with the kept entries only and link them again.
+    BumpEpoch(head);
     std::memset(access_bits() + base / 512, 0, ps / 512);
     PlaceKept(ti, base, kept);
     hp->used = kept;

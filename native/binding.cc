@@ -113,6 +113,7 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
                            InstanceMethod<&NativeCache::Open>("open"),
                            InstanceMethod<&NativeCache::SetBuffers>("setBuffers"),
                            InstanceMethod<&NativeCache::SetPool>("setPool"),
+                           InstanceMethod<&NativeCache::MemoView>("memoView"),
                            InstanceMethod<&NativeCache::Delete>("delete"),
                            InstanceMethod<&NativeCache::Incr>("incr"),
                            InstanceMethod<&NativeCache::Cas>("cas"),
@@ -195,6 +196,24 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
     pool_cap_ = pool.Length();
   }
 
+  // memoView() -> [the mapping as an ArrayBuffer, byte offset of this
+  // handle's memo hit counter or -1]. From then on a string hit also writes a
+  // MemoInfo at the start of the `out` buffer. close() detaches the
+  // ArrayBuffer before it unmaps, so JS can never read an unmapped page.
+  Napi::Value MemoView(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    if (out_cap_ < sizeof(MemoInfo)) Throw(env, Code::kIo, "memoView() before setBuffers()");
+    if (view_.IsEmpty()) {
+      view_ = Napi::Weak(Napi::ArrayBuffer::New(env, store_.base(), store_.size()));
+    }
+    memo_ = true;
+    Napi::Array r = Napi::Array::New(env, 2);
+    r.Set(0u, view_.Value());
+    r.Set(1u, Napi::Number::New(env, static_cast<double>(store_.memo_hits_offset())));
+    return r;
+  }
+
   // get(keyLength, offset) -> a string value itself; or -1 miss, <= -2 needs
   // (-r - 2) bytes of pool from `offset`, else length * 8 + type with the
   // value copied into the pool at `offset`. JS hands bytes out as views of
@@ -207,10 +226,12 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
     if (pool_ == nullptr) Throw(env, Code::kIo, "get() before setPool()");
     uint64_t off = std::min<uint64_t>(ToU64(info[1]), pool_cap_);
     unsigned char* out = pool_ + off;
-    ReadResult r = store_.Get(key_, klen, out, pool_cap_ - off);
+    MemoInfo memo;
+    ReadResult r = store_.Get(key_, klen, out, pool_cap_ - off, memo_ ? &memo : nullptr);
     double v = -1;
     if (r.status == ReadStatus::kHit) {
       if (r.type == kAscii || r.type == kString) {
+        if (memo_) std::memcpy(out_, &memo, sizeof memo);
         napi_value s;
         const char* p = reinterpret_cast<const char*>(out);
         size_t n = static_cast<size_t>(r.length);
@@ -374,6 +395,12 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
   }
 
   void Close(const Napi::CallbackInfo&) {
+    if (!view_.IsEmpty()) {
+      Napi::ArrayBuffer view = view_.Value();
+      if (!view.IsEmpty() && !view.IsDetached()) view.Detach();
+      view_.Reset();
+    }
+    memo_ = false;
     store_.Close();
     key_ref_.Reset();
     out_ref_.Reset();
@@ -402,10 +429,12 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
   Store store_;
   Napi::Reference<Napi::Buffer<uint8_t>> key_ref_, out_ref_, val_ref_, pool_ref_;
   unsigned char* key_ = nullptr;
-  unsigned char* out_ = nullptr;  // small scratch: incr()'s result
+  unsigned char* out_ = nullptr;  // small scratch: incr()'s result, get()'s MemoInfo
   unsigned char* val_ = nullptr;
   unsigned char* pool_ = nullptr;  // get()'s destination
   size_t key_cap_ = 0, out_cap_ = 0, val_cap_ = 0, pool_cap_ = 0;
+  Napi::Reference<Napi::ArrayBuffer> view_;  // memoView()'s, weak
+  bool memo_ = false;
 };
 
 Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {

@@ -63,8 +63,9 @@ bool ReadAll(int fd, void* buf, size_t n, off_t off) {
 
 // The layout fields of a header, and writing them.
 Layout LayoutOf(const Header& h) {
-  return Layout{h.size,        h.nshards,   h.buckets,   h.page_size,  h.npages,   h.shards_off,
-                h.buckets_off, h.slots_off, h.pages_off, h.access_off, h.heap_off, h.max_value};
+  return Layout{h.size,       h.nshards,     h.buckets,   h.page_size, h.npages,
+                h.shards_off, h.buckets_off, h.slots_off, h.pages_off, h.access_off,
+                h.heap_off,   h.max_value,   h.marks_off};
 }
 void WriteLayout(Header* h, const Layout& l) {
   h->size = l.size;
@@ -79,6 +80,7 @@ void WriteLayout(Header* h, const Layout& l) {
   h->access_off = l.access_off;
   h->heap_off = l.heap_off;
   h->max_value = l.max_value;
+  h->marks_off = l.marks_off;
 }
 
 // True for a header page that our own creation left without its magic
@@ -110,9 +112,10 @@ bool ComputeLayout(uint64_t size, Layout* out) {
   l.slots_off = AlignUp(l.buckets_off + uint64_t{l.nshards} * l.buckets * 4, 64);
   l.pages_off = l.slots_off + uint64_t{kSlots} * sizeof(Slot);
   if (l.pages_off >= size) return false;
-  uint64_t npages = (size - l.pages_off) / (l.page_size + sizeof(Page) + l.page_size / 512);
+  uint64_t npages = (size - l.pages_off) / (l.page_size + sizeof(Page) + 8 + l.page_size / 512);
   while (npages > 0) {
-    l.access_off = AlignUp(l.pages_off + npages * sizeof(Page), 64);
+    l.marks_off = AlignUp(l.pages_off + npages * sizeof(Page), 64);
+    l.access_off = AlignUp(l.marks_off + npages * 8, 64);
     l.heap_off = AlignUp(l.access_off + npages * (l.page_size / 512), 4096);
     if (l.heap_off + npages * l.page_size <= size) break;
     --npages;

@@ -14,7 +14,7 @@
 namespace shmcache {
 
 constexpr char kMagic[8] = {'S', 'H', 'M', 'C', 'A', 'C', 'H', 'E'};
-constexpr uint32_t kVersion = 2;
+constexpr uint32_t kVersion = 3;
 constexpr uint64_t kHeaderBytes = 4096;
 constexpr uint64_t kMinSize = 1ull << 20;  // 1 MiB
 constexpr uint64_t kMaxSize = 1ull << 34;  // 16 GiB: refs are 32-bit, 8-byte units
@@ -44,9 +44,10 @@ struct Header {
   uint64_t heap_off;
   uint64_t max_value;  // largest value accepted: size / 8
   uint64_t created_ms;
-  uint64_t checksum;  // Hash of every byte above
+  uint64_t marks_off;  // page marks: two uint32 per page (epoch, version)
+  uint64_t checksum;   // Hash of every byte above
   // ---- mutable, at offset 256 ----
-  char pad0[256 - 112];
+  char pad0[256 - 120];
   uint64_t stamp;       // start-time stamp of the group that made or reset it
   uint32_t generation;  // bumped by clear() and by a stamp reset
   uint32_t resets;      // stamp resets seen
@@ -57,7 +58,8 @@ struct Header {
   uint64_t shared_misses;
 };
 static_assert(sizeof(Header) <= kHeaderBytes, "header fits its page");
-static_assert(offsetof(Header, stamp) == 256, "mutable part at 256");
+static_assert(offsetof(Header, stamp) == 256 && offsetof(Header, generation) == 264,
+              "mutable part at 256 (the memo reads the generation at 264)");
 
 // One per shard, 128 bytes.
 struct Shard {
@@ -93,21 +95,35 @@ struct Page {
 };
 static_assert(sizeof(Page) == 32, "page record is 32 bytes");
 
+// Each page also has two marks (uint32 words at marks_off + 8 * index), read
+// by handles' memos (see MemoInfo in table.h):
+// - its epoch, bumped before any byte of the page that held an entry can
+//   hold something else: when the page is freed or handed over, and when
+//   eviction rewrites it in place. Within one epoch an offset holds at most
+//   one entry, so (epoch, offset, entry header word) names one entry for as
+//   long as it is linked;
+// - its version, bumped with the epoch and after any entry in it is unlinked:
+//   while it stands still, every entry of the page that was live is.
+
 // One per open handle, a cache line each: counts reads without contention.
 struct Slot {
   uint32_t pid;  // owner, 0 when free (atomic)
   uint32_t pad;
   uint64_t hits;
   uint64_t misses;
-  char pad2[40];
+  // Hits served from the handle's memo, counted by its JS code (a float64,
+  // its only writer that handle; exact up to 2^53).
+  double memo_hits;
+  char pad2[32];
 };
-static_assert(sizeof(Slot) == 64, "slot is a cache line");
+static_assert(sizeof(Slot) == 64 && offsetof(Slot, memo_hits) == 24, "slot layout");
 
 // The layout every segment of a given size has.
 struct Layout {
   uint64_t size;
   uint32_t nshards, buckets, page_size, npages;
   uint64_t shards_off, buckets_off, slots_off, pages_off, access_off, heap_off, max_value;
+  uint64_t marks_off;
   bool operator==(const Layout&) const = default;
 };
 bool ComputeLayout(uint64_t size, Layout* out);

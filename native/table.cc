@@ -114,6 +114,12 @@ void Store::ClaimSlot() {
   slot_ = kSlots;
 }
 
+int64_t Store::memo_hits_offset() const {
+  if (slot_ >= kSlots) return -1;
+  return static_cast<int64_t>(header()->slots_off + uint64_t{slot_} * sizeof(Slot) +
+                              offsetof(Slot, memo_hits));
+}
+
 void Store::CountRead(bool hit) {
   if (slot_ < kSlots) {
     auto c = Atomic(hit ? slot(slot_)->hits : slot(slot_)->misses);
@@ -230,7 +236,9 @@ ReadResult Store::LockedGet(uint32_t si, uint64_t hash, const unsigned char* key
   return res;
 }
 
-ReadResult Store::Get(const unsigned char* key, uint32_t klen, unsigned char* out, uint64_t cap) {
+ReadResult Store::Get(const unsigned char* key, uint32_t klen, unsigned char* out, uint64_t cap,
+                      MemoInfo* memo) {
+  if (memo != nullptr) memo->word_index = 0;
   uint64_t hash = KeyHash(key, klen);
   uint32_t si = ShardOf(hash);
   Shard* sh = shard(si);
@@ -256,6 +264,20 @@ ReadResult Store::Get(const unsigned char* key, uint32_t klen, unsigned char* ou
         // WalkChain checked that the header, key and value fit the heap.
         const unsigned char* value = heap() + OffsetOf(ref) + kEntryBytes + klen;
         std::memcpy(out, value, hdr.value_len);
+        if (memo != nullptr && (hdr.type == kString || hdr.type == kAscii)) {
+          // Read before the sequence is checked again, so that the epoch is
+          // the one the entry was read in.
+          uint64_t off = OffsetOf(ref);
+          uint32_t pg = static_cast<uint32_t>(off / header()->page_size);
+          memo->epoch = Atomic(marks(pg)[0]).load(std::memory_order_acquire);
+          memo->version = Atomic(marks(pg)[1]).load(std::memory_order_acquire);
+          memo->marks_index = static_cast<uint32_t>(header()->marks_off / 4 + uint64_t{pg} * 2);
+          std::memcpy(&memo->word, reinterpret_cast<const unsigned char*>(&hdr) + 8, 4);
+          memo->word_index = static_cast<uint32_t>((header()->heap_off + off + 8) / 4);
+          memo->generation = hdr.generation;
+          memo->type = hdr.type;
+          memo->expires = static_cast<double>(hdr.expires);
+        }
       }
     }
     if (ReadRetry(sh->seq, seq0)) continue;
@@ -265,7 +287,10 @@ ReadResult Store::Get(const unsigned char* key, uint32_t klen, unsigned char* ou
       if (copy) CountRead(false);
       return res;
     }
-    if (copy && w == Walk::kFound && EntryCheck(hdr, hash, out) != hdr.check) break;
+    if (copy && w == Walk::kFound && EntryCheck(hdr, hash, out) != hdr.check) {
+      if (memo != nullptr) memo->word_index = 0;
+      break;
+    }
     if (!IsValue(&hdr, hdr.expires ? static_cast<uint64_t>(NowMs()) : 0)) {
       if (copy) CountRead(false);
       return res;
@@ -335,6 +360,9 @@ void Store::Unlink(uint32_t si, uint32_t* link, uint32_t ref) {
   Entry* e = EntryAt(ref);
   *link = e->next;
   e->flags = 0;
+  // Then the page's version: a memo that sees it unchanged knows the flags
+  // it checked before are still set.
+  BumpVersion(static_cast<uint32_t>(OffsetOf(ref) / header()->page_size));
   uint32_t head = HeadOf(ref);
   if (head != kNoPage) page(head)->live -= e->alloc;
   Atomic(sh->count).store(sh->count - 1, std::memory_order_relaxed);
@@ -659,6 +687,7 @@ Stats Store::GetStats() {
   for (uint32_t i = 0; i < kSlots; ++i) {
     st.hits += Atomic(slot(i)->hits).load(std::memory_order_relaxed);
     st.misses += Atomic(slot(i)->misses).load(std::memory_order_relaxed);
+    st.hits += static_cast<uint64_t>(Atomic(slot(i)->memo_hits).load(std::memory_order_relaxed));
   }
   for (uint32_t j = 0; j < h->npages; ++j)
     if (Atomic(page(j)->owner).load(std::memory_order_relaxed) == 0) ++st.free_pages;

@@ -43,6 +43,8 @@ struct Entry {
 };
 constexpr uint32_t kEntryBytes = sizeof(Entry);
 static_assert(kEntryBytes == 40, "entry header is 40 bytes");
+static_assert(offsetof(Entry, key_len) == 8 && offsetof(Entry, flags) == 11,
+              "key_len, type and flags form the word at 8 that the memo checks");
 
 // The 64-bit hash of a key: its shard (bits 40..), its bucket (low bits),
 // and part of its entry's checksum.
@@ -57,6 +59,22 @@ uint32_t EntryCheck(const Entry& e, const unsigned char* key, const unsigned cha
 // Result of a read. For a hit, `type` and `length` describe what was copied
 // into the output buffer; kNeedBuffer asks for a buffer of `length` bytes.
 enum class ReadStatus { kMiss, kHit, kNeedBuffer };
+
+// What a handle's memo needs to trust a string it read, later, without
+// reading it again (see the page marks in segment.h). Indexes are into the
+// mapping seen as uint32 words. word_index 0: the read went through the
+// lock, so nothing is known.
+struct MemoInfo {
+  uint32_t word_index;   // the entry's key_len/type/flags word
+  uint32_t word;         // its value while the entry is linked
+  uint32_t marks_index;  // the epoch of the entry's (first) page; its version follows
+  uint32_t epoch;
+  uint32_t version;
+  uint32_t generation;
+  uint32_t type;  // kString or kAscii
+  uint32_t pad;
+  double expires;  // ms since the epoch, 0 = never
+};
 
 struct ReadResult {
   ReadStatus status = ReadStatus::kMiss;
@@ -94,7 +112,13 @@ class Store {
   void Close();
   bool is_open() const { return seg_.is_open(); }
 
-  ReadResult Get(const unsigned char* key, uint32_t klen, unsigned char* out, uint64_t cap);
+  // With `memo`, a string hit also says how to recognize its entry later.
+  ReadResult Get(const unsigned char* key, uint32_t klen, unsigned char* out, uint64_t cap,
+                 MemoInfo* memo = nullptr);
+  // The mapping (for the memo's view of it) and this handle's hit slot, or
+  // -1 when it has none.
+  unsigned char* base() const { return seg_.base(); }
+  int64_t memo_hits_offset() const;
   bool Has(const unsigned char* key, uint32_t klen);
   // Starts fetching the first entry of `key`'s bucket chain, for a write
   // about to do other work first (a hint: it changes nothing).
@@ -136,6 +160,19 @@ class Store {
     return reinterpret_cast<Slot*>(seg_.base() + header()->slots_off) + i;
   }
   unsigned char* heap() const { return seg_.base() + header()->heap_off; }
+  // Page `i`'s epoch, then its version (see segment.h).
+  uint32_t* marks(uint32_t i) const {
+    return reinterpret_cast<uint32_t*>(seg_.base() + header()->marks_off) + uint64_t{i} * 2;
+  }
+  // Before bytes of page `i` that held entries may hold anything else.
+  void BumpEpoch(uint32_t i) const {
+    Atomic(marks(i)[0]).fetch_add(1, std::memory_order_acq_rel);
+    Atomic(marks(i)[1]).fetch_add(1, std::memory_order_acq_rel);
+  }
+  // After an entry of page `i` was unlinked (its flags cleared).
+  void BumpVersion(uint32_t i) const {
+    Atomic(marks(i)[1]).fetch_add(1, std::memory_order_acq_rel);
+  }
   // Access hints: bit (offset / 64) is set by readers of the entry at that
   // heap offset and gives it a second chance at eviction. The bitmap is never
   // reused for anything else, so a stale reader setting a bit is harmless.
