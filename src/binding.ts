@@ -11,6 +11,8 @@ export interface NativeCache {
   };
   setBuffers(key: Buffer, out: Buffer, value: Buffer): void;
   setPool(pool: Buffer): void;
+  /** The mapping, and the byte offset of this handle's memo hit counter (-1: none). */
+  memoView(): [ArrayBuffer, number];
   get(keyLength: number, poolOffset: number): number | string;
   has(keyLength: number): boolean;
   /** value: a Buffer holding the value, or a string the addon encodes (valueLength is then ignored). */

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as lockfile from 'proper-lockfile';
 import { binding, type NativeCache } from './binding';
+import { nowMs } from './clock';
 import type { Codec } from './codecs';
 import { invalid, ShmCacheError, type ShmCacheErrorCode } from './errors';
 import { parseTtl, resolveOptions, type CacheOptions, type ResolvedOptions } from './options';
@@ -85,6 +86,18 @@ const INITIAL_BUFFER = 64 * 1024;
  */
 const POOL_BYTES = 32 * 1024;
 const POOL_VALUE_MAX = 4 * 1024;
+/**
+ * The memo (option `memo`): strings a handle read, kept with what names their
+ * entry in the segment, so that reading them again costs a Map lookup and a
+ * few loads from the mapping instead of a native call and a copy. Strings
+ * longer than MEMO_VALUE_MAX are not kept; MEMO_OVERHEAD estimates a kept
+ * string's bytes beyond its characters (the Map slot, the record, headers).
+ */
+const MEMO_VALUE_MAX = 4 * 1024;
+const MEMO_OVERHEAD = 112;
+/** The segment header's generation, as a uint32 word of the mapping. */
+const GENERATION_WORD = 264 / 4;
+const T_ASCII = 6;
 const LOCK_STALE_MS = 5000;
 const DEFAULT_LOCK_WAIT_MS = 30000;
 
@@ -100,6 +113,27 @@ const utf8 = new TextEncoder();
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 function sleepSync(ms: number): void {
   Atomics.wait(sleeper, 0, 0, ms);
+}
+
+/**
+ * A string the memo keeps, and how to know its entry is still the live one
+ * (docs/design.md, "The memo"): the segment's generation has not moved
+ * (clear, reset), it has not expired, and either its page's version has not
+ * moved (nothing in the page was unlinked or reused), or else the entry's
+ * header word (key length, type, live flag) still reads the same and its
+ * page's epoch has not moved (the page was not reused).
+ */
+interface MemoEntry {
+  value: string;
+  /** Word indexes into the mapping: the entry's header word, its page's epoch (version at +1). */
+  word: number;
+  marks: number;
+  expect: number;
+  epoch: number;
+  version: number;
+  generation: number;
+  expires: number;
+  bytes: number;
 }
 
 function checkSafeInteger(value: unknown, name: string): number {
@@ -230,6 +264,17 @@ export class Cache<V = unknown> {
   #poolOff = 0;
   /** remember() claims this handle holds: key -> token. */
   #claims = new Map<string, Buffer>();
+  /** The memo, in insertion order; undefined when off or not open. */
+  #memo: Map<string, MemoEntry> | undefined;
+  #memoBytes = 0;
+  #memoAdmit = 0;
+  /** The mapping as words and as float64s (for the memo hit counter at #hitsAt). */
+  #words = new Int32Array(0);
+  #counters = new Float64Array(0);
+  #hitsAt = 0;
+  /** What the addon says about a string it just read (a MemoInfo, in #out). */
+  #info = new Uint32Array(8);
+  #infoExpires = new Float64Array(1);
 
   /** @throws {ShmCacheError} `ERR_SHMCACHE_INVALID_OPTION` for any bad option. */
   constructor(options: CacheOptions<V>) {
@@ -283,8 +328,88 @@ export class Cache<V = unknown> {
     this.#pool = Buffer.allocUnsafeSlow(POOL_BYTES);
     this.#poolOff = 0;
     native.setPool(this.#pool);
+    if (this.#options.memo > 0) this.#startMemo(native);
     this.#native = native;
     return native;
+  }
+
+  #startMemo(native: NativeCache): void {
+    const [mapping, hitsOffset] = native.memoView();
+    if (hitsOffset < 0) return; // no statistics slot left: memo hits could not be counted
+    try {
+      this.#words = new Int32Array(mapping, 0, Math.floor(mapping.byteLength / 4));
+      this.#counters = new Float64Array(mapping, 0, Math.floor(mapping.byteLength / 8));
+    } catch {
+      return; // larger than a typed array may be: no memo
+    }
+    this.#hitsAt = hitsOffset / 8;
+    this.#info = new Uint32Array(this.#out.buffer, this.#out.byteOffset, 8);
+    this.#infoExpires = new Float64Array(this.#out.buffer, this.#out.byteOffset + 32, 1);
+    this.#memo = new Map();
+    this.#memoBytes = 0;
+  }
+
+  /** Whether a kept string's entry is still the live one (see MemoEntry). */
+  #fresh(m: MemoEntry): boolean {
+    const words = this.#words;
+    return (
+      (words[m.marks + 1] === m.version || this.#revalidate(m)) &&
+      words[GENERATION_WORD] === m.generation &&
+      (m.expires === 0 || m.expires > nowMs())
+    );
+  }
+
+  /**
+   * Something in the kept entry's page changed: whether the entry itself is
+   * still linked where it was. Writers clear an entry's live flag before they
+   * bump its page's version, and bump the epoch before they reuse the page's
+   * bytes; reading in the opposite order (version, word, epoch) means that a
+   * version read here is one at which the entry was still live.
+   */
+  #revalidate(m: MemoEntry): boolean {
+    const words = this.#words;
+    const version = Atomics.load(words, m.marks + 1);
+    if (Atomics.load(words, m.word) !== m.expect || Atomics.load(words, m.marks) !== m.epoch) return false;
+    m.version = version;
+    return true;
+  }
+
+  /** Keeps a string get() just read from the segment, if the addon named its entry. */
+  #keep(memo: Map<string, MemoEntry>, key: string, value: string, old: MemoEntry | undefined): void {
+    const info = this.#info;
+    if (info[0] === 0 || value.length > MEMO_VALUE_MAX) {
+      if (old !== undefined) this.#forget(memo, key, old);
+      return;
+    }
+    const bytes = MEMO_OVERHEAD + 2 * key.length + (info[6] === T_ASCII ? 1 : 2) * value.length;
+    const cap = this.#options.memo;
+    if (old === undefined && this.#memoBytes + bytes > cap) {
+      // Full: let one string in eight in, each in place of the oldest kept
+      // ones, so that a working set larger than the memo costs little.
+      if ((++this.#memoAdmit & 7) !== 0 || bytes > cap) return;
+      for (const [k, e] of memo) {
+        if (this.#memoBytes + bytes <= cap) break;
+        memo.delete(k);
+        this.#memoBytes -= e.bytes;
+      }
+    }
+    const m: MemoEntry = old ?? ({} as MemoEntry);
+    this.#memoBytes += bytes - (old === undefined ? 0 : old.bytes);
+    m.value = value;
+    m.word = info[0]!;
+    m.expect = info[1]! | 0;
+    m.marks = info[2]!;
+    m.epoch = info[3]! | 0;
+    m.version = info[4]! | 0;
+    m.generation = info[5]! | 0;
+    m.expires = this.#infoExpires[0]!;
+    m.bytes = bytes;
+    if (old === undefined) memo.set(key, m);
+  }
+
+  #forget(memo: Map<string, MemoEntry>, key: string, m: MemoEntry): void {
+    memo.delete(key);
+    this.#memoBytes -= m.bytes;
   }
 
   /** Writes the key into the shared key buffer; returns its byte length. */
@@ -348,10 +473,38 @@ export class Cache<V = unknown> {
    * @throws {ShmCacheError} INVALID_KEY, CLOSED, or an open error on first use.
    */
   get(key: string): V | undefined {
+    // Kept strings first (only valid keys are ever kept). This is #fresh(),
+    // written out: the memo hit is the one path where a call costs.
+    const kept = this.#memo?.get(key);
+    if (kept !== undefined) {
+      const words = this.#words;
+      if (
+        (words[kept.marks + 1] === kept.version || this.#revalidate(kept)) &&
+        words[GENERATION_WORD] === kept.generation &&
+        (kept.expires === 0 || kept.expires > nowMs())
+      ) {
+        // Counted as a read from the segment is. (The entry's access hint
+        // was set when the string was read from the segment, and stays set
+        // while the entry stays where it is.)
+        const counters = this.#counters;
+        counters[this.#hitsAt] = counters[this.#hitsAt]! + 1;
+        return kept.value as V;
+      }
+    }
+    return this.#read(key, kept);
+  }
+
+  /** get() from the segment; `kept` is the key's stale memo entry, if any. */
+  #read(key: string, kept: MemoEntry | undefined): V | undefined {
+    const memo = this.#memo;
     const klen = this.#writeKey(key);
     const native = this.#handle();
     let r = native.get(klen, this.#poolOff);
-    if (typeof r === 'string') return r as V;
+    if (typeof r === 'string') {
+      if (memo !== undefined) this.#keep(memo, key, r, kept);
+      return r as V;
+    }
+    if (kept !== undefined) this.#forget(memo!, key, kept);
     if (r === -1) return undefined;
     let pool = this.#pool;
     if (r <= -2) {
@@ -373,6 +526,8 @@ export class Cache<V = unknown> {
 
   /** Whether `key` has a live entry. Does not count as a hit or miss. */
   has(key: string): boolean {
+    const kept = this.#memo?.get(key);
+    if (kept !== undefined && this.#fresh(kept)) return true;
     const klen = this.#writeKey(key);
     return this.#handle().has(klen);
   }
@@ -468,7 +623,10 @@ export class Cache<V = unknown> {
    */
   delete(key: string): boolean {
     const klen = this.#writeKey(key);
-    return this.#handle().delete(klen);
+    const native = this.#handle();
+    const kept = this.#memo?.get(key);
+    if (kept !== undefined) this.#forget(this.#memo!, key, kept);
+    return native.delete(klen);
   }
 
   /**
@@ -601,6 +759,8 @@ export class Cache<V = unknown> {
   /** Drops every entry of this segment (other segments are untouched). */
   clear(): void {
     this.#handle().clear();
+    this.#memo?.clear();
+    this.#memoBytes = 0;
   }
 
   /** Counters and sizes of the segment, summed over every process. */
@@ -626,8 +786,12 @@ export class Cache<V = unknown> {
       // other processes take over instead of timing out.
       for (const [key, token] of this.#claims) this.#release(key, token);
       this.#claims.clear();
+      this.#memo = undefined;
+      this.#memoBytes = 0;
       this.#native.close();
       this.#native = undefined;
+      this.#words = new Int32Array(0);
+      this.#counters = new Float64Array(0);
     }
   }
 }

@@ -31,6 +31,15 @@ export interface CacheOptions<V = unknown> {
    * `'v8'` (structured clone, the default), `'json'`, or your own codec.
    */
   codec?: 'v8' | 'json' | Codec<V>;
+  /**
+   * Process memory this handle may use to keep strings it has read (bytes,
+   * or a string such as `'32MB'`; `0`, the default, turns it off). A later
+   * `get()` of the same key returns the kept string after checking in the
+   * segment that its entry is still the live one: no native call, no copy.
+   * Values other than strings are always read from the segment, and pay
+   * one more lookup (in the kept strings) while the memo is on. At most 1GB.
+   */
+  memo?: number | string;
 }
 
 export interface ResolvedOptions<V> {
@@ -39,16 +48,33 @@ export interface ResolvedOptions<V> {
   stamp: number | false;
   ttl: number;
   codec: Codec<V>;
+  memo: number;
 }
 
 const KB = 1024;
 export const MIN_SIZE = 1024 * KB;
 export const MAX_SIZE = 16 * 1024 * 1024 * KB;
+const MAX_MEMO = 1024 * KB * KB;
 const UNITS: Record<string, number> = { B: 1, KB, MB: KB * KB, GB: KB * KB * KB };
 
-const OPTION_NAMES = new Set(['path', 'size', 'stamp', 'ttl', 'codec']);
+const OPTION_NAMES = new Set(['path', 'size', 'stamp', 'ttl', 'codec', 'memo']);
 
 export function parseSize(value: unknown, name = 'size'): number {
+  const bytes = parseBytes(value, name);
+  if (bytes < MIN_SIZE || bytes > MAX_SIZE) {
+    throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'a size from 1MB to 16GB', name, value);
+  }
+  return bytes;
+}
+
+function parseMemo(value: unknown): number {
+  const bytes = parseBytes(value, 'memo');
+  if (bytes > MAX_MEMO) throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'a size from 0 to 1GB', 'memo', value);
+  return bytes;
+}
+
+/** A byte count, or a string such as '64MB' (KB = 1024). */
+function parseBytes(value: unknown, name: string): number {
   let bytes: number;
   if (typeof value === 'number') {
     bytes = value;
@@ -59,8 +85,8 @@ export function parseSize(value: unknown, name = 'size'): number {
   } else {
     throw invalid('ERR_SHMCACHE_INVALID_OPTION', "a byte count or a string like '64MB'", name, value);
   }
-  if (!Number.isSafeInteger(bytes) || bytes < MIN_SIZE || bytes > MAX_SIZE) {
-    throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'a size from 1MB to 16GB', name, value);
+  if (!Number.isSafeInteger(bytes) || bytes < 0) {
+    throw invalid('ERR_SHMCACHE_INVALID_OPTION', "a byte count or a string like '64MB'", name, value);
   }
   return bytes;
 }
@@ -119,5 +145,6 @@ export function resolveOptions<V>(options: unknown): ResolvedOptions<V> {
     stamp,
     ttl: o.ttl === undefined ? 0 : parseTtl(o.ttl),
     codec: o.codec === undefined ? (v8Codec as Codec<V>) : parseCodec<V>(o.codec),
+    memo: o.memo === undefined ? 0 : parseMemo(o.memo),
   };
 }

@@ -1,4 +1,5 @@
 import { binding } from './binding';
+import { setClockOffset } from './clock';
 
 /**
  * Test support, not for production: shifts the clock the addon uses for
@@ -8,6 +9,7 @@ import { binding } from './binding';
 export function setClockOffsetForTesting(ms: number): void {
   if (!Number.isSafeInteger(ms)) throw new TypeError('ms must be an integer');
   binding.setClockOffset(ms);
+  setClockOffset(ms);
 }
 
 /** The lock shard `key` lives in, in a segment with `shards` shards (see `stats().shards`). */

@@ -16,12 +16,13 @@ interface Report {
   badSamples: string[];
 }
 
-async function runWorkers(n: number, ops: number): Promise<void> {
+/** Odd workers read through the memo (option `memo`) when `memo` is set. */
+async function runWorkers(n: number, ops: number, memo = false): Promise<void> {
   const path = tmp.file('shared');
   const counterPath = tmp.file('counters');
   const results = await Promise.all(
     Array.from({ length: n }, (_, id) =>
-      runFixture('worker.mjs', [JSON.stringify({ path, counterPath, id, ops, keys: 400, barrier: n })]),
+      runFixture('worker.mjs', [JSON.stringify({ path, counterPath, id, ops, keys: 400, barrier: n, memo: memo && id % 2 ? '256KB' : 0 })]),
     ),
   );
   const reports: Report[] = results.map((r) => {
@@ -56,6 +57,10 @@ describe('several processes on one segment', () => {
 
   test('four processes write and read the same keys: no torn or foreign value', async () => {
     await runWorkers(4, 60_000);
+  });
+
+  test('the same, two of the four reading through their memo: reads still counted', async () => {
+    await runWorkers(4, 60_000, true);
   });
 
   test('a value set in one process is read in another, and stats count both', async () => {
