@@ -4,6 +4,9 @@
 // For profiling and for measuring one change at a time; `npm run bench` is
 // the comparison between systems.
 //
+// "(memo)" rows read through a second handle on the same segment with the
+// option `memo` on.
+//
 //   node bench/micro.mjs [--dir /dev/shm] [--rounds 5] [--only get100,set100]
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -23,6 +26,7 @@ const only = opt('only', '');
 const N = 100_000;
 const path = join(dir, `shmcache-micro-${process.pid}.shm`);
 const cache = new Cache({ path, size: '256MB', stamp: false });
+const memo = new Cache({ path, stamp: false, memo: '32MB' });
 const lru = new LRUCache({ max: 3 * N });
 const s = [];
 const b = [];
@@ -50,6 +54,8 @@ let sink = 0;
 const cases = {
   'get hot key': [() => cache.get('s:1'), 3e6],
   get100: [() => cache.get(s[rand(N)]), 3e6],
+  'get hot key (memo)': [() => memo.get('s:1'), 3e6],
+  'get100 (memo)': [() => memo.get(s[rand(N)]), 3e6],
   'get miss': [() => cache.get(o[rand(N)] + '!'), 3e6],
   get1k: [() => cache.get(b[rand(N)]), 1e6],
   getobj: [() => cache.get(o[rand(N)]), 5e5],
@@ -80,5 +86,6 @@ for (const [name, [fn, iters]] of Object.entries(cases)) {
   console.log(`${name.padEnd(18)} ${ns[Math.floor(ns.length / 2)].toFixed(1).padStart(8)}`);
 }
 cache.close();
+memo.close();
 rmSync(path, { force: true });
 if (sink === 0.5) console.log(sink);

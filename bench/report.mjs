@@ -10,10 +10,14 @@ export function targets(r) {
   const rows = [
     ['get100 vs lmdb', ratio(find(r, 'shmcache', 'get100'), find(r, 'lmdb', 'get100')), 4],
     ['get100 vs lru-cache (in-process)', ratio(find(r, 'shmcache', 'get100'), find(r, 'lru-cache', 'get100')), 0.8],
+    ['get100 with memo vs lmdb', ratio(find(r, 'shmcache-memo', 'get100'), find(r, 'lmdb', 'get100')), 4],
+    ['get100 with memo vs lru-cache (in-process)', ratio(find(r, 'shmcache-memo', 'get100'), find(r, 'lru-cache', 'get100')), 0.8],
     ['set100 vs lmdb', ratio(find(r, 'shmcache', 'set100'), find(r, 'lmdb', 'set100')), 5],
     ['get1k vs lmdb', ratio(find(r, 'shmcache', 'get1k'), find(r, 'lmdb', 'get1k')), 4],
     ['mixed, 2 processes, vs lmdb', ratio(find(r, 'shmcache', 'mixed', 2), find(r, 'lmdb', 'mixed', 2)), 4],
+    ['mixed with memo, 2 processes, vs lmdb', ratio(find(r, 'shmcache-memo', 'mixed', 2), find(r, 'lmdb', 'mixed', 2)), 4],
     ['get100, 2 processes vs 1', ratio(find(r, 'shmcache', 'get100', 2), find(r, 'shmcache', 'get100', 1)), 1.8],
+    ['get100 with memo, 2 processes vs 1', ratio(find(r, 'shmcache-memo', 'get100', 2), find(r, 'shmcache-memo', 'get100', 1)), 1.8],
   ].map(([name, value, goal]) => ({ name, value, goal, ok: value === null ? null : value >= goal }));
   if (r.zipf) {
     const gap = (r.zipf.lruCache - r.zipf.shmcache) * 100;
@@ -60,7 +64,7 @@ export function markdown(r) {
   return lines.join('\n') + '\n';
 }
 
-const COLORS = { shmcache: '#d62728', map: '#7f7f7f', 'lru-cache': '#bcbd22', lmdb: '#1f77b4', redis: '#9467bd', 'redis-pipelined': '#c5b0d5', sqlite: '#2ca02c', noop: '#17becf' };
+const COLORS = { shmcache: '#d62728', 'shmcache-memo': '#ff9896', map: '#7f7f7f', 'lru-cache': '#bcbd22', lmdb: '#1f77b4', redis: '#9467bd', 'redis-pipelined': '#c5b0d5', sqlite: '#2ca02c', noop: '#17becf' };
 
 export function svgChart(r) {
   const workloads = ['get100', 'set100', 'get1k', 'getobj', 'mixed'].filter((w) => r.results.some((x) => x.workload === w));

@@ -22,7 +22,7 @@ const opt = (name, dflt) => {
 };
 const list = (name, dflt) => opt(name, dflt).split(',').filter(Boolean);
 
-const ALL_SYSTEMS = ['shmcache', 'map', 'lru-cache', 'lmdb', 'redis', 'redis-pipelined', 'sqlite', 'noop'];
+const ALL_SYSTEMS = ['shmcache', 'shmcache-memo', 'map', 'lru-cache', 'lmdb', 'redis', 'redis-pipelined', 'sqlite', 'noop'];
 const ALL_WORKLOADS = ['get100', 'set100', 'get1k', 'getobj', 'mixed'];
 const systems = list('systems', ALL_SYSTEMS.join(','));
 const workloads = list('workloads', ALL_WORKLOADS.join(','));
@@ -130,7 +130,8 @@ try {
       if (system === 'redis') spawnSync('redis-cli', ['-p', String(redis.port), 'flushall']);
       await trial(system, 'load', 1);
     }
-    const wl = system === 'noop' ? ['call'] : workloads;
+    // The memo changes string reads only.
+    const wl = system === 'noop' ? ['call'] : system === 'shmcache-memo' ? workloads.filter((w) => w === 'get100' || w === 'mixed') : workloads;
     for (const workload of wl) {
       const counts = driver.shared ? procCounts.filter((p) => p === 1 || multiWorkloads.includes(workload)) : [1];
       for (const procs of counts) {
