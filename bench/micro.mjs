@@ -56,6 +56,20 @@ const cases = {
   get100: [() => cache.get(s[rand(N)]), 3e6],
   'get hot key (memo)': [() => memo.get('s:1'), 3e6],
   'get100 (memo)': [() => memo.get(s[rand(N)]), 3e6],
+  mixed: [
+    () => {
+      const i = rand(N);
+      return rand(10) === 0 ? cache.set(s[i], values[i]) : cache.get(s[i]);
+    },
+    2e6,
+  ],
+  'mixed (memo)': [
+    () => {
+      const i = rand(N);
+      return rand(10) === 0 ? memo.set(s[i], values[i]) : memo.get(s[i]);
+    },
+    2e6,
+  ],
   'get miss': [() => cache.get(o[rand(N)] + '!'), 3e6],
   get1k: [() => cache.get(b[rand(N)]), 1e6],
   getobj: [() => cache.get(o[rand(N)]), 5e5],
