@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from 'vitest';
-import { Cache, ShmCacheError } from '../esm/index.mjs';
-import { tempDir } from './helpers';
+import { Cache } from '../esm/index.mjs';
+import { code, tempDir, verifyAndClose } from './helpers';
 
 const tmp = tempDir();
 const open: Cache<any>[] = [];
@@ -10,21 +10,8 @@ function cache<V = any>(options: Record<string, unknown> = {}): Cache<V> {
   return c;
 }
 afterEach(() => {
-  for (const c of open.splice(0)) {
-    if (c.isOpen) expect(c.verify()).toEqual({ ok: true, problems: [] });
-    c.close();
-  }
+  verifyAndClose(open);
 });
-
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(ShmCacheError);
-    return (e as ShmCacheError).code;
-  }
-  throw new Error('did not throw');
-}
 
 describe('get / set', () => {
   test('strings, numbers and byte arrays come back as the same type', () => {

@@ -2,7 +2,8 @@ import { spawn, type SpawnOptions } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll } from 'vitest';
+import { afterAll, expect } from 'vitest';
+import { ShmCacheError } from '../esm/index.mjs';
 
 export const isRoot = process.getuid?.() === 0;
 export const fixtures = join(__dirname, 'fixtures');
@@ -65,4 +66,23 @@ export async function openInChild(
   const r = await runFixture('open.mjs', [path, JSON.stringify(cacheOptions), JSON.stringify(ops)], options);
   if (r.messages.length !== 1) throw new Error(`open.mjs said ${JSON.stringify(r.messages)}; stderr: ${r.stderr}`);
   return r.messages[0];
+}
+
+/** The ShmCacheError code `fn` throws (fails if it throws anything else, or nothing). */
+export function code(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(ShmCacheError);
+    return (e as ShmCacheError).code;
+  }
+  throw new Error('did not throw');
+}
+
+/** Checks and closes every handle in `handles`, emptying it (for afterEach). */
+export function verifyAndClose(handles: { isOpen: boolean; verify(): unknown; close(): void }[]): void {
+  for (const c of handles.splice(0)) {
+    if (c.isOpen) expect(c.verify()).toEqual({ ok: true, problems: [] });
+    c.close();
+  }
 }

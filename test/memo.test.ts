@@ -2,9 +2,9 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
-import { Cache, ShmCacheError } from '../esm/index.mjs';
+import { Cache } from '../esm/index.mjs';
 import { setClockOffsetForTesting } from '../dist/testing.js';
-import { fixtures, tempDir } from './helpers';
+import { code, fixtures, tempDir, verifyAndClose } from './helpers';
 
 // The memo (option `memo`): a handle keeps strings it read and returns them
 // after checking that their entry is still the live one. Each test reads
@@ -21,21 +21,8 @@ function pair(size = '2MB'): { m: Cache<any>; w: Cache<any>; path: string } {
 }
 afterEach(() => {
   setClockOffsetForTesting(0);
-  for (const c of open.splice(0)) {
-    if (c.isOpen) expect(c.verify()).toEqual({ ok: true, problems: [] });
-    c.close();
-  }
+  verifyAndClose(open);
 });
-
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(ShmCacheError);
-    return (e as ShmCacheError).code;
-  }
-  throw new Error('did not throw');
-}
 
 describe('memo', () => {
   test('a kept string is dropped when another handle replaces, deletes or clears it', () => {
