@@ -207,7 +207,8 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
     if (view_.IsEmpty()) {
       view_ = Napi::Weak(Napi::ArrayBuffer::New(env, store_.base(), store_.size()));
     }
-    memo_ = true;
+    // Without a statistics slot JS keeps no memo: no MemoInfo to write.
+    memo_ = store_.memo_hits_offset() >= 0;
     Napi::Array r = Napi::Array::New(env, 2);
     r.Set(0u, view_.Value());
     r.Set(1u, Napi::Number::New(env, static_cast<double>(store_.memo_hits_offset())));
