@@ -99,34 +99,58 @@ inline uint64_t Hash(const void* data, size_t n, uint64_t seed) {
 
 inline uint64_t Rotl(uint64_t v, int r) { return (v << r) | (v >> (64 - r)); }
 
+// Two 64-bit lanes: SSE2 on x86-64, NEON on arm64, through the compiler's
+// generic vectors.
+typedef uint64_t U64x2 __attribute__((vector_size(16)));
+
 // A fast checksum for values (Fletcher-style sums in four independent lanes,
 // mixed at the end): every changed word changes it, and it runs at several
 // bytes a cycle, so that reading a 1 KB value does not cost a hash of it.
-// It detects damage; it is no defence against a deliberate forgery.
-inline uint64_t Checksum(const void* data, size_t n, uint64_t seed) {
-  const unsigned char* p = static_cast<const unsigned char*>(data);
-  uint64_t a0 = seed, a1 = seed ^ 0x9E3779B97F4A7C15ull, a2 = ~seed, a3 = seed * 3 + 1;
-  uint64_t b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+// It detects damage; it is no defence against a deliberate forgery. With
+// kCopy it also copies the bytes to `dst` as it reads them, so that a read
+// from the segment passes over the value once, and the sums run while the
+// copy waits for memory. The lanes are pairs of vector lanes; the result is
+// the same as lane by lane.
+template <bool kCopy>
+inline uint64_t ChecksumImpl(unsigned char* dst, const unsigned char* p, size_t n, uint64_t seed) {
+  U64x2 a01 = {seed, seed ^ 0x9E3779B97F4A7C15ull}, a23 = {~seed, seed * 3 + 1};
+  U64x2 b01 = {0, 0}, b23 = {0, 0};
   size_t len = n;
   while (n >= 32) {
-    a0 += Load64(p);
-    b0 += a0;
-    a1 += Load64(p + 8);
-    b1 += a1;
-    a2 += Load64(p + 16);
-    b2 += a2;
-    a3 += Load64(p + 24);
-    b3 += a3;
+    U64x2 w01, w23;
+    std::memcpy(&w01, p, 16);
+    std::memcpy(&w23, p + 16, 16);
+    if constexpr (kCopy) {
+      std::memcpy(dst, &w01, 16);
+      std::memcpy(dst + 16, &w23, 16);
+      dst += 32;
+    }
+    a01 += w01;
+    b01 += a01;
+    a23 += w23;
+    b23 += a23;
     p += 32;
     n -= 32;
   }
+  uint64_t a0 = a01[0], a1 = a01[1], a2 = a23[0], a3 = a23[1];
+  uint64_t b0 = b01[0], b1 = b01[1], b2 = b23[0], b3 = b23[1];
   while (n >= 8) {
-    a0 += Load64(p);
+    uint64_t w = Load64(p);
+    if constexpr (kCopy) {
+      std::memcpy(dst, &w, 8);
+      dst += 8;
+    }
+    a0 += w;
     b0 += a0;
     p += 8;
     n -= 8;
   }
   if (n > 0) {
+    if constexpr (kCopy) {
+      // Summed from the copy: what is returned is what was checked.
+      std::memcpy(dst, p, n);
+      p = dst;
+    }
     uint64_t tail = LoadTail(p, n);
     a1 += tail;
     b1 += a1;
@@ -135,6 +159,16 @@ inline uint64_t Checksum(const void* data, size_t n, uint64_t seed) {
   uint64_t x = a0 ^ Rotl(b0, 13) ^ Rotl(a2, 31) ^ Rotl(b2, 41) ^ len;
   uint64_t y = a1 ^ Rotl(b1, 29) ^ Rotl(a3, 47) ^ Rotl(b3, 53);
   return Mix(x, 0xD6E8FEB86659FD93ull) ^ Rotl(Mix(y, 0x9E3779B97F4A7C15ull), 32);
+}
+
+inline uint64_t Checksum(const void* data, size_t n, uint64_t seed) {
+  return ChecksumImpl<false>(nullptr, static_cast<const unsigned char*>(data), n, seed);
+}
+
+// Copies `n` bytes from `src` to `dst` and returns Checksum() of them.
+inline uint64_t CopyChecksum(void* dst, const void* src, size_t n, uint64_t seed) {
+  return ChecksumImpl<true>(static_cast<unsigned char*>(dst),
+                            static_cast<const unsigned char*>(src), n, seed);
 }
 
 template <typename T>

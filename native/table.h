@@ -55,6 +55,9 @@ inline uint64_t KeyHash(const unsigned char* key, uint32_t klen) {
 // Entry checksum over metadata, key (through its KeyHash) and value.
 uint32_t EntryCheck(const Entry& e, uint64_t key_hash, const unsigned char* value);
 uint32_t EntryCheck(const Entry& e, const unsigned char* key, const unsigned char* value);
+// EntryCheck() of the value as it copies its e.value_len bytes to `out`.
+uint32_t EntryCopyCheck(const Entry& e, uint64_t key_hash, unsigned char* out,
+                        const unsigned char* value);
 
 // Result of a read. For a hit, `type` and `length` describe what was copied
 // into the output buffer; kNeedBuffer asks for a buffer of `length` bytes.
