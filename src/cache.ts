@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -84,7 +85,7 @@ const INITIAL_BUFFER = 64 * 1024;
  * Values up to POOL_VALUE_MAX share a pool of POOL_BYTES; larger ones get a
  * pool of their own size.
  */
-const POOL_BYTES = 32 * 1024;
+const POOL_BYTES = 64 * 1024;
 const POOL_VALUE_MAX = 4 * 1024;
 /**
  * The memo (option `memo`): strings a handle read, kept with what names their
@@ -266,7 +267,9 @@ export class Cache<V = unknown> {
   #out = Buffer.alloc(0);
   #outNumber = new Float64Array(1);
   #val = Buffer.alloc(0);
+  /** From Buffer.allocUnsafeSlow(), so at offset 0 of #poolBuffer. */
   #pool: Buffer = Buffer.alloc(0);
+  #poolBuffer = new ArrayBuffer(0);
   /** Where the next value is copied: the pool before it is handed out. */
   #poolOff = 0;
   /** remember() claims this handle holds: key -> token. */
@@ -333,6 +336,7 @@ export class Cache<V = unknown> {
     this.#outNumber = new Float64Array(this.#out.buffer, this.#out.byteOffset, 1);
     native.setBuffers(this.#key, this.#out, this.#val);
     this.#pool = Buffer.allocUnsafeSlow(POOL_BYTES);
+    this.#poolBuffer = this.#pool.buffer as ArrayBuffer;
     this.#poolOff = 0;
     native.setPool(this.#pool);
     if (this.#options.memo > 0) this.#startMemo(native);
@@ -468,6 +472,7 @@ export class Cache<V = unknown> {
         native.setPool(this.#pool);
       } else {
         this.#pool = pool;
+        this.#poolBuffer = pool.buffer as ArrayBuffer;
         this.#poolOff = 0;
       }
       if (typeof r === 'string' || r > -2) return [r, pool];
@@ -527,13 +532,15 @@ export class Cache<V = unknown> {
     }
     const type = r % 8;
     const length = (r - type) / 8;
-    const off = pool === this.#pool ? this.#poolOff : 0;
+    const shared = pool === this.#pool;
+    const off = shared ? this.#poolOff : 0;
     if (type === T_NUMBER) return pool.readDoubleLE(off) as V;
     if (type === T_STRING) return pool.toString('utf8', off, off + length) as V;
     // Bytes stay where they were copied: the pool moves past them (8-byte
-    // aligned), so no later call writes over a value handed out.
-    const bytes = Buffer.from(pool.buffer as ArrayBuffer, pool.byteOffset + off, length);
-    if (pool === this.#pool) this.#poolOff = (off + length + 7) & ~7;
+    // aligned), so no later call writes over a value handed out. (Reading
+    // pool.buffer costs a builtin call: the shared pool's is kept.)
+    const bytes = Buffer.from(shared ? this.#poolBuffer : (pool.buffer as ArrayBuffer), off, length);
+    if (shared) this.#poolOff = (off + length + 7) & ~7;
     return (type === T_BYTES ? bytes : this.#codec.decode(bytes)) as V;
   }
 
