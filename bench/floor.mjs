@@ -1,7 +1,8 @@
 // The floor under any cache that copies values out of memory shared with
 // other processes: a random 100-byte read through an in-process Map index
 // (what lru-cache looks keys up with) into a 145 MB buffer holding the values
-// densely, copied to a new string. No lock, no checksum, nothing shared, so
+// densely, copied to a new string; then the same for 1,000-byte values (a
+// 105 MB buffer, copied to a new Buffer, as get1k must). No lock, no checksum, nothing shared, so
 // no real shared cache can beat it. "Chained" makes each lookup wait for the
 // previous one's value, as the work of a native call between two gets
 // mostly does. Printed next to lru-cache's get and
@@ -20,6 +21,10 @@ const lru = new LRUCache({ max: 3 * N });
 const big = Buffer.alloc(145 * 1024 * 1024);
 const index = new Map();
 const s = [];
+// 1,000-byte values 1,048 bytes apart, as shmcache's entries of them are.
+const bigKilo = Buffer.alloc(N * 1048 + 4096, 7);
+const kiloIndex = new Map();
+const kiloKeys = [];
 const kilo = Buffer.alloc(1000, 7);
 for (let i = 0; i < N; i++) {
   const key = `s:${i}`;
@@ -34,6 +39,8 @@ for (let i = 0; i < N; i++) {
   const off = 4096 + i * 160;
   big.write(value, off, 'latin1');
   index.set(key, off);
+  kiloKeys.push(`b:${i}`);
+  kiloIndex.set(`b:${i}`, 4096 + i * 1048);
 }
 
 const rand = xorshift(2654435761);
@@ -68,6 +75,30 @@ for (const k of [100, 1000, 10_000, 100_000]) {
   });
   const c = time(() => cache.get(key()));
   console.log(`${String(k).padStart(6)}  ${a}      ${b}  ${chained}          ${c}`);
+}
+console.log('');
+console.log('ns per random get of a 1,000-byte Buffer (median of 3 rounds); the floor');
+console.log('copies into Buffer.allocUnsafe(), the cheapest fresh Buffer; lru-cache');
+console.log('returns the Buffer it holds, no copy (so it is no floor for a shared cache)');
+console.log('  keys  lru-cache  floor  floor chained  shmcache');
+for (const k of [100, 1000, 10_000, 100_000]) {
+  const step = Math.floor(N / k);
+  const key = () => kiloKeys[rand(k) * step];
+  const a = time(() => lru.get(key()));
+  const copy = (off) => {
+    const v = Buffer.allocUnsafe(1000);
+    bigKilo.copy(v, 0, off, off + 1000);
+    return v;
+  };
+  const f = time(() => copy(kiloIndex.get(key())));
+  let carry = 0;
+  const chained = time(() => {
+    const v = copy(kiloIndex.get(kiloKeys[((rand(k) + carry) % k) * step]));
+    carry = v[999] - 7; // always 0, but only known once read
+    return v;
+  });
+  const c = time(() => cache.get(key()));
+  console.log(`${String(k).padStart(6)}  ${a}      ${f}  ${chained}          ${c}`);
 }
 cache.close();
 rmSync(path, { force: true });

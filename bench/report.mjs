@@ -34,7 +34,10 @@ export function markdown(r) {
   const lines = [
     `Run of ${r.date.slice(0, 10)}: ${m.cpus} × ${m.model}, ${(m.memory / 2 ** 30).toFixed(0)} GiB, Node ${m.node}, ${m.platform}.`,
     ...(m.memoryLatencyNs
-      ? [`Memory latency at the start of the run (\`bench/memlat.mjs\`): ${m.memoryLatencyNs[16]} ns per random load within 16 MB, ${m.memoryLatencyNs[150]} ns within 150 MB.`]
+      ? [
+          `Memory latency at the start of the run (\`bench/memlat.mjs\`): ${m.memoryLatencyNs[16]} ns per random load within 16 MB, ${m.memoryLatencyNs[150]} ns within 150 MB` +
+            (m.memoryLatencyNs.block1k ? `, ${m.memoryLatencyNs.block1k} ns per random 1 KiB block read whole within 150 MB (the floor under get1k's copy).` : '.'),
+        ]
       : []),
     `${r.settings.reps} trials of ${r.settings.seconds} s per row (median), ${fmt(r.settings.keys)} keys, uniform random; ` +
       'several processes: summed ops/s; latency per op from timed batches.',
