@@ -473,6 +473,10 @@ Napi::Value JailCall(const Napi::CallbackInfo& info) {
 // The binding floor for benchmarks: a call that does nothing.
 Napi::Value Noop(const Napi::CallbackInfo& info) { return info.Env().Undefined(); }
 
+Napi::Value GetLockedReads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(LockedReads()));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitCrashPoints();
   env.SetInstanceData(new AddonData());
@@ -480,6 +484,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));
   exports.Set("setClockOffset", Napi::Function::New(env, SetClockOffset));
   exports.Set("noop", Napi::Function::New(env, Noop));
+  exports.Set("lockedReads", Napi::Function::New(env, GetLockedReads));
   exports.Set("shardOf", Napi::Function::New(env, ShardOf));
   exports.Set("jail", Napi::Function::New(env, JailCall));
   exports.Set("abiVersion", Napi::Number::New(env, kVersion));

@@ -227,8 +227,15 @@ void Store::PrefetchChain(uint64_t hash) const {
   if (const Entry* e = EntryAt(ref)) __builtin_prefetch(e);
 }
 
+namespace {
+std::atomic<uint64_t> g_locked_reads{0};
+}  // namespace
+
+uint64_t LockedReads() { return g_locked_reads.load(std::memory_order_relaxed); }
+
 ReadResult Store::LockedGet(uint32_t si, uint64_t hash, const unsigned char* key, uint32_t klen,
                             unsigned char* out, uint64_t cap, bool copy) {
+  g_locked_reads.fetch_add(1, std::memory_order_relaxed);
   ReadResult res;
   if (!LockShard(si)) return res;
   bool corrupt = false;

@@ -52,6 +52,10 @@ inline uint64_t KeyHash(const unsigned char* key, uint32_t klen) {
   return Hash(key, klen, 0x7368'6D63'6163'6865ull);
 }
 
+// Reads this process made through a shard's lock, because the lock-free
+// read could not finish (a writer too slow or dead, damage): for tests.
+uint64_t LockedReads();
+
 // Entry checksum over metadata, key (through its KeyHash) and value.
 uint32_t EntryCheck(const Entry& e, uint64_t key_hash, const unsigned char* value);
 uint32_t EntryCheck(const Entry& e, const unsigned char* key, const unsigned char* value);

@@ -34,6 +34,7 @@ export interface Binding {
   setErrorClass(cls: typeof ShmCacheError): void;
   setClockOffset(ms: number): void;
   noop(): void;
+  lockedReads(): number;
   shardOf(key: string, shards: number): number;
   jail(root: string, uid: number, gid: number): void;
   abiVersion: number;

@@ -19,3 +19,11 @@ export function shardOfForTesting(key: string, shards: number): number {
 
 /** The cheapest call into the addon: the floor for benchmarks. */
 export const nativeNoop: () => void = binding.noop;
+
+/**
+ * Reads this process has made through a shard's lock because the lock-free
+ * read could not finish (a writer slow or dead, a checksum that failed).
+ */
+export function lockedReadsForTesting(): number {
+  return binding.lockedReads();
+}

@@ -1,8 +1,11 @@
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { expect, test } from 'vitest';
 import { Cache } from '../esm/index.mjs';
+import { lockedReadsForTesting } from '../dist/testing.js';
 import { checkValue, makeValue } from './fixtures/selfcheck.mjs';
 import { fixtures, runFixture, tempDir } from './helpers';
 
@@ -79,4 +82,42 @@ test('random damage to a live segment: no crash, no hang, no wrong value; verify
   c.set('after', 'works');
   expect(c.get('after')).toBe('works');
   c.close();
+});
+
+test('a read finds one changed byte anywhere in a value: in the 32-byte steps, the 8-byte steps, the tail', () => {
+  // The reader sums the value as it copies it (32 bytes a step, then 8, then
+  // the last 1..7): each part of that loop must see the change.
+  const path = tmp.file('flip');
+  const c = new Cache<any>({ path, size: '1MB', stamp: false });
+  c.open();
+  const fd = openSync(path, 'r+');
+  try {
+    for (const len of [1, 5, 8, 13, 31, 32, 33, 47, 100, 1000, 1031]) {
+      const spots = new Set([0, len - 1, len >> 1, 32 * Math.floor(len / 32), 8 * Math.floor(len / 8)]);
+      for (const at of [...spots].filter((i) => i < len)) {
+        const key = `flip-${len}-${at}-${randomBytes(4).toString('hex')}`;
+        const value = randomBytes(len);
+        c.set(key, value);
+        const file = readFileSync(path);
+        const k = file.indexOf(key);
+        expect(k, 'the key is in the file once').toBeGreaterThan(0);
+        expect(file.lastIndexOf(key)).toBe(k);
+        // The value follows its key in the entry.
+        const start = k + Buffer.byteLength(key);
+        expect(file.subarray(start, start + len).equals(value)).toBe(true);
+        // Intact: read without the lock (the sum matched).
+        const locked = lockedReadsForTesting();
+        expect(c.get(key)).toEqual(value);
+        expect(lockedReadsForTesting(), `length ${len}: intact value read through the lock`).toBe(locked);
+        writeSync(fd, Buffer.of(file[start + at]! ^ 0x10), 0, 1, start + at);
+        // Changed: the lock-free read's sum fails, the locked one confirms.
+        expect(c.get(key), `length ${len}, byte ${at} changed`).toBeUndefined();
+        expect(lockedReadsForTesting()).toBe(locked + 1);
+      }
+    }
+    expect(c.verify()).toEqual({ ok: true, problems: [] });
+  } finally {
+    closeSync(fd);
+    c.close();
+  }
 });
