@@ -38,10 +38,6 @@ uint64_t Align8(uint64_t v) { return (v + 7) & ~uint64_t{7}; }
 
 using Walk = WalkResult;
 
-}  // namespace
-
-namespace {
-
 uint64_t EntrySeed(const Entry& e, uint64_t key_hash) {
   return Mix(e.hash ^ (uint64_t{e.key_len} << 32) ^ (uint64_t{e.type} << 48),
              (e.value_len ^ (uint64_t{e.generation} << 32)) | 1) ^
