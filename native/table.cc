@@ -191,7 +191,7 @@ static inline void PrefetchValue(const Entry* e, uint32_t klen, uint32_t vlen) {
 // Walks the chain for `key` in bucket `b` of shard `si`. Without the lock the
 // result only counts if the shard's sequence did not move meanwhile.
 Walk Store::WalkChain(const uint32_t* bucket, uint32_t h32, const unsigned char* key, uint32_t klen,
-                      Entry* found, uint32_t* found_ref) const {
+                      bool copy, Entry* found, uint32_t* found_ref) const {
   uint32_t ref = Atomic(*const_cast<uint32_t*>(bucket)).load(std::memory_order_acquire);
   for (uint32_t steps = 0; ref != 0; ++steps) {
     if (steps > kMaxSteps) return Walk::kDamaged;
@@ -206,7 +206,7 @@ Walk Store::WalkChain(const uint32_t* bucket, uint32_t h32, const unsigned char*
       if (hdr.value_len > header()->max_value ||
           EntryAt(ref, uint64_t{klen} + hdr.value_len) == nullptr)
         return Walk::kDamaged;
-      PrefetchValue(e, klen, hdr.value_len);
+      if (copy) PrefetchValue(e, klen, hdr.value_len);
       if (std::memcmp(e + 1, key, klen) == 0) {
         *found = hdr;
         *found_ref = ref;
@@ -284,7 +284,7 @@ ReadResult Store::Get(const unsigned char* key, uint32_t klen, unsigned char* ou
     Entry hdr;
     uint32_t ref = 0;
     uint32_t sum = 0;  // of the copy, when there is one
-    Walk w = WalkChain(bucket, h32, key, klen, &hdr, &ref);
+    Walk w = WalkChain(bucket, h32, key, klen, copy, &hdr, &ref);
     if (w == Walk::kFound && copy) {
       if (hdr.value_len > cap) {
         w = Walk::kNeedBuffer;

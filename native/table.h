@@ -242,9 +242,10 @@ class Store {
   WriteStatus Insert(uint32_t si, uint64_t hash, const unsigned char* key, uint32_t klen,
                      uint8_t type, const unsigned char* value, uint64_t vlen, uint64_t expires,
                      bool only_if_absent);
-  // Lock-free walk of one bucket chain; see table.cc.
+  // Lock-free walk of one bucket chain; see table.cc. `copy`: the caller
+  // will copy the value, so its lines are asked for once the key matches.
   WalkResult WalkChain(const uint32_t* bucket, uint32_t h32, const unsigned char* key,
-                       uint32_t klen, Entry* found, uint32_t* found_ref) const;
+                       uint32_t klen, bool copy, Entry* found, uint32_t* found_ref) const;
   ReadResult LockedGet(uint32_t si, uint64_t hash, const unsigned char* key, uint32_t klen,
                        unsigned char* out, uint64_t cap, bool copy);
   void CountRead(bool hit);
