@@ -4,10 +4,12 @@
       "target_name": "shmcache",
       "sources": [
         "native/alloc.cc",
+        "native/attach.cc",
         "native/binding.cc",
         "native/crash.cc",
         "native/jail.cc",
         "native/lock.cc",
+        "native/proc.cc",
         "native/segment.cc",
         "native/table.cc"
       ],

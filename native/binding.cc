@@ -10,6 +10,7 @@
 #include <napi.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <ctime>
 #include <string>
@@ -17,6 +18,7 @@
 #include "common.h"
 #include "crash.h"
 #include "jail.h"
+#include "proc.h"
 #include "table.h"
 
 namespace shmcache {
@@ -88,6 +90,7 @@ const char* CodeName(Code code) {
     case Code::kClosed: return "ERR_SHMCACHE_CLOSED";
     case Code::kJail: return "ERR_SHMCACHE_JAIL";
     case Code::kIo: return "ERR_SHMCACHE_IO";
+    case Code::kNotFound: return "ERR_SHMCACHE_NOT_FOUND";
   }
   return "ERR_SHMCACHE_IO";
 }
@@ -153,22 +156,31 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
     return static_cast<uint32_t>(n);
   }
 
-  // open(path, size, stamp, resetAllowed) -> { created, reset, size, maxValue }
+  // open(path, size, create, stamp, stampMode, leaderPid, leaderStart,
+  // lockWaitMs) -> { created, reset, size, maxValue, readOnly }; stampMode
+  // 0 never, 1 explicit, 2 process group (see StampMode).
   Napi::Value Open(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    std::string path = info[0].As<Napi::String>().Utf8Value();
-    uint64_t size = ToU64(info[1]);
-    uint64_t stamp = ToU64(info[2]);
-    bool reset_allowed = info[3].As<Napi::Boolean>().Value();
+    AttachRequest req;
+    req.file.path = info[0].As<Napi::String>().Utf8Value();
+    req.file.size = ToU64(info[1]);
+    req.file.create = info[2].As<Napi::Boolean>().Value();
+    req.stamp = ToU64(info[3]);
+    uint32_t mode = info[4].As<Napi::Number>().Uint32Value();
+    req.mode = mode == 1 ? StampMode::kExplicit : mode == 2 ? StampMode::kGroup : StampMode::kNever;
+    req.leader_pid = static_cast<uint32_t>(ToU64(info[5]));
+    req.leader_start = ToU64(info[6]);
+    req.file.lock_wait_ms = static_cast<int64_t>(ToU64(info[7]));
     Error error;
     bool created = false, reset = false;
-    if (!store_.Open(path, size, stamp, reset_allowed, &error, &created, &reset))
+    if (!store_.Open(req, &error, &created, &reset))
       Throw(env, error.code, error.message, error.err, error.syscall);
     Napi::Object r = Napi::Object::New(env);
     r.Set("created", Napi::Boolean::New(env, created));
     r.Set("reset", Napi::Boolean::New(env, reset));
     r.Set("size", Napi::Number::New(env, static_cast<double>(store_.size())));
     r.Set("maxValue", Napi::Number::New(env, static_cast<double>(store_.max_value())));
+    r.Set("readOnly", Napi::Boolean::New(env, store_.read_only()));
     return r;
   }
 
@@ -375,6 +387,7 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
     put("deletes", s.deletes);
     put("evictions", s.evictions);
     put("expired", s.expired);
+    put("repairs", s.repairs);
     put("resets", s.resets);
     put("stamp", s.stamp);
     put("generation", s.generation);
@@ -423,6 +436,10 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
       case WriteStatus::kCorrupt:
         Throw(env, Code::kCorrupt, "a shard mutex of the segment is unrecoverable");
       case WriteStatus::kNoSpace: Throw(env, Code::kNoSpace, "could not make room in the segment");
+      case WriteStatus::kReadOnly:
+        Throw(env, Code::kPermission,
+              "the segment is open read-only (no write access to the file or its mount)", EROFS,
+              "open");
       default: return Napi::Number::New(env, static_cast<int>(st));
     }
   }
@@ -479,6 +496,7 @@ Napi::Value GetLockedReads(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitCrashPoints();
+  InitProcessInfo();
   env.SetInstanceData(new AddonData());
   exports.Set("NativeCache", NativeCache::Define(env));
   exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));

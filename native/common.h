@@ -27,6 +27,7 @@ enum class Code {
   kClosed,
   kJail,
   kIo,
+  kNotFound,
 };
 
 const char* CodeName(Code code);

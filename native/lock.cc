@@ -15,6 +15,10 @@ int InitRobustMutex(pthread_mutex_t* mutex) {
   return rc;
 }
 
+bool MutexHeld(const pthread_mutex_t* mutex) {
+  return Atomic(const_cast<int&>(mutex->__data.__lock)).load(std::memory_order_relaxed) != 0;
+}
+
 static LockResult Classify(int rc) {
   switch (rc) {
     case 0: return LockResult::kLocked;

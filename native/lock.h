@@ -25,6 +25,9 @@ enum class LockResult {
   kUnrecoverable,
 };
 
+// Whether the mutex's lock word names a holder (glibc: __data.__lock).
+bool MutexHeld(const pthread_mutex_t* mutex);
+
 LockResult Lock(pthread_mutex_t* mutex);
 LockResult TryLock(pthread_mutex_t* mutex);
 void MarkConsistent(pthread_mutex_t* mutex);

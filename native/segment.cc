@@ -4,6 +4,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 
 #include "crash.h"
 #include "lock.h"
+#include "proc.h"
 
 namespace shmcache {
 
@@ -33,20 +35,6 @@ T Clamp(T v, T lo, T hi) {
 }
 
 std::string Quote(const std::string& path) { return "'" + path + "'"; }
-
-// Maps an errno from open/fstat to the error code users see.
-Code CodeForErrno(int e) {
-  switch (e) {
-    case EACCES:
-    case EPERM:
-    case ELOOP:
-    case EROFS:
-    case EISDIR: return Code::kPermission;
-    case ENOSPC:
-    case EDQUOT: return Code::kNoSpace;
-    default: return Code::kIo;
-  }
-}
 
 bool ReadAll(int fd, void* buf, size_t n, off_t off) {
   unsigned char* p = static_cast<unsigned char*>(buf);
@@ -81,19 +69,6 @@ void WriteLayout(Header* h, const Layout& l) {
   h->heap_off = l.heap_off;
   h->max_value = l.max_value;
   h->marks_off = l.marks_off;
-}
-
-// True for a header page that our own creation left without its magic
-// (written last): all zeros, or our version with a layout that matches its
-// size. Nothing else without the magic is ours to touch.
-bool InterruptedCreation(const Header& h) {
-  static const char zero_magic[8] = {};
-  if (std::memcmp(h.magic, zero_magic, sizeof zero_magic) != 0) return false;
-  static const unsigned char zeros[sizeof(Header)] = {};
-  if (std::memcmp(&h, zeros, sizeof h) == 0) return true;
-  Layout l;
-  return h.version == kVersion && h.header_bytes == kHeaderBytes && ComputeLayout(h.size, &l) &&
-         LayoutOf(h) == l;
 }
 
 }  // namespace
@@ -148,129 +123,301 @@ void Segment::Close() {
   if (base_ != nullptr) munmap(base_, map_size_);
   base_ = nullptr;
   size_ = map_size_ = 0;
+  layout_ = Layout{};
+  read_only_ = false;
+  stale_shards_.clear();
 }
 
-bool Segment::Open(const std::string& path, uint64_t size, Error* error, bool* created) {
-  Close();
-  path_ = path;
-  *created = false;
-  bool fresh = false;
-  for (int attempt = 0; attempt < 2 && fd_ < 0; ++attempt) {
-    fd_ = ::open(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-    if (fd_ >= 0) break;
-    if (errno != ENOENT) {
-      int e = errno;
-      error->Set(CodeForErrno(e), "cannot open " + Quote(path) + ": " + std::strerror(e), e,
-                 "open");
-      return false;
-    }
-    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd_ >= 0) {
-      fresh = true;
-      break;
-    }
-    if (errno != EEXIST) {
-      int e = errno;
-      error->Set(CodeForErrno(e), "cannot create " + Quote(path) + ": " + std::strerror(e), e,
-                 "open");
-      return false;
-    }
-  }
-  if (fd_ < 0) {
-    error->Set(Code::kIo, "cannot open " + Quote(path), EEXIST, "open");
-    return false;
-  }
+namespace {
 
-  // A kernel lock on the file itself, held until the caller is done with
-  // creation or reset; it is released by the kernel if this process dies.
-  while (flock(fd_, LOCK_EX) != 0) {
-    if (errno == EINTR) continue;
+// Fails `error` with what an OS call said, naming `what`.
+bool Fail(Error* error, Code code, const std::string& what, int e, const char* call) {
+  error->Set(code, what + ": " + std::strerror(e), e, call);
+  return false;
+}
+
+// The error code users see for an errno of open/stat.
+Code CodeForErrno(int e) {
+  switch (e) {
+    case EACCES:
+    case EPERM:
+    case ELOOP:
+    case EROFS:
+    case ENOTDIR:
+    case EISDIR: return Code::kPermission;
+    case ENOENT: return Code::kNotFound;
+    case ENOSPC:
+    case EDQUOT: return Code::kNoSpace;
+    default: return Code::kIo;
+  }
+}
+
+struct OpenHow {
+  uint64_t flags, mode, resolve;
+};
+constexpr uint64_t kResolveNoSymlinks = 0x04;
+constexpr uint64_t kResolveNoMagicLinks = 0x02;
+
+// An O_PATH descriptor of the folder `dir` (absolute), reached without
+// following a symlink in any component: openat2(RESOLVE_NO_SYMLINKS), or
+// where the kernel lacks it, one component at a time with O_NOFOLLOW.
+// -1 with errno (ELOOP for a symlink) on failure.
+int OpenFolder(const std::string& dir) {
+#ifdef SYS_openat2
+  OpenHow how{O_PATH | O_DIRECTORY | O_CLOEXEC, 0, kResolveNoSymlinks | kResolveNoMagicLinks};
+  long fd = syscall(SYS_openat2, AT_FDCWD, dir.c_str(), &how, sizeof how);
+  if (fd >= 0 || (errno != ENOSYS && errno != EPERM && errno != E2BIG)) return static_cast<int>(fd);
+#endif
+  int cur = ::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (cur < 0) return -1;
+  size_t at = 0;
+  while (at < dir.size()) {
+    size_t end = dir.find('/', at);
+    if (end == std::string::npos) end = dir.size();
+    std::string part = dir.substr(at, end - at);
+    at = end + 1;
+    if (part.empty() || part == ".") continue;
+    if (part == "..") {
+      ::close(cur);
+      errno = EINVAL;
+      return -1;
+    }
+    // O_PATH|O_NOFOLLOW opens a symlink itself, which fstat then shows.
+    int next = ::openat(cur, part.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
     int e = errno;
-    error->Set(Code::kIo, "cannot lock " + Quote(path) + ": " + std::strerror(e), e, "flock");
-    Close();
+    ::close(cur);
+    if (next < 0) {
+      errno = e;
+      return -1;
+    }
+    struct stat st;
+    if (fstat(next, &st) != 0 || !S_ISDIR(st.st_mode)) {
+      bool link = S_ISLNK(st.st_mode);
+      ::close(next);
+      errno = link ? ELOOP : ENOTDIR;
+      return -1;
+    }
+    cur = next;
+  }
+  return cur;
+}
+
+// The file rules for an existing file (DESIGN §2); "" when it passes.
+std::string Refusal(const struct stat& st) {
+  if (S_ISLNK(st.st_mode)) return "is a symbolic link";
+  if (!S_ISREG(st.st_mode)) return "is not a regular file";
+  if (st.st_nlink != 1)
+    return "has " + std::to_string(st.st_nlink) + " hard links (a segment has exactly one)";
+  if (st.st_uid != geteuid())
+    return "is owned by uid " + std::to_string(st.st_uid) + ", not by this process's uid " +
+           std::to_string(geteuid());
+  if ((st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return std::string("has mode ") + mode + ": group and other bits must be clear (0600)";
+  }
+  return "";
+}
+
+void SleepMs(int ms) {
+  struct timespec ts{0, ms * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+int64_t MonotonicMs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+}  // namespace
+
+bool Segment::Open(const OpenRequest& req, Error* error, bool* created) {
+  Close();
+  path_ = req.path;
+  *created = false;
+  const std::string where = Quote(req.path);
+  size_t slash = req.path.rfind('/');
+  if (req.path.empty() || req.path[0] != '/' || slash == std::string::npos) {
+    error->Set(Code::kInvalidOption, "the segment path " + where + " is not absolute");
+    return false;
+  }
+  std::string dir = slash == 0 ? "/" : req.path.substr(0, slash);
+  std::string name = req.path.substr(slash + 1);
+  if (name.empty() || name == "." || name == "..") {
+    error->Set(Code::kInvalidOption, "the segment path " + where + " names no file");
     return false;
   }
 
+  int dirfd = OpenFolder(dir);
+  if (dirfd < 0) {
+    int e = errno;
+    if (e == ELOOP)
+      error->Set(Code::kPermission,
+                 "the folder " + Quote(dir) + " of " + where +
+                     " has a symbolic link in its path; symbolic links are never followed",
+                 e, "openat2");
+    else if (e == ENOENT)
+      error->Set(Code::kNotFound, "the folder " + Quote(dir) + " of " + where + " does not exist",
+                 e, "openat2");
+    else
+      Fail(error, CodeForErrno(e), "cannot open the folder " + Quote(dir), e, "openat2");
+    return false;
+  }
+  struct DirCloser {
+    int fd;
+    ~DirCloser() { ::close(fd); }
+  } dir_closer{dirfd};
+
+  // Find or create the file. Every check runs on what lstat shows before
+  // the file is opened (so a FIFO or a device is never opened), and again
+  // on what was opened (it may have been swapped meanwhile).
+  bool fresh = false;
   struct stat st;
+  for (int attempt = 0; fd_ < 0; ++attempt) {
+    if (attempt > 16) {
+      error->Set(Code::kIo, where + " keeps changing while it is opened", EAGAIN, "openat");
+      return false;
+    }
+    if (fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      int e = errno;
+      if (e != ENOENT) return Fail(error, CodeForErrno(e), "cannot stat " + where, e, "fstatat");
+      if (!req.create) {
+        error->Set(Code::kNotFound, where + " does not exist (create: false)", e, "fstatat");
+        return false;
+      }
+      fd_ = ::openat(dirfd, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                     0600);
+      if (fd_ >= 0) {
+        fresh = true;
+        break;
+      }
+      e = errno;
+      if (e == EEXIST) continue;
+      return Fail(error, CodeForErrno(e), "cannot create " + where, e, "openat");
+    }
+    std::string why = Refusal(st);
+    if (!why.empty()) {
+      error->Set(Code::kPermission, where + " " + why + "; it was left untouched");
+      return false;
+    }
+    int flags = O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+    fd_ = ::openat(dirfd, name.c_str(), O_RDWR | flags);
+    if (fd_ < 0 && (errno == EROFS || errno == EACCES)) {
+      fd_ = ::openat(dirfd, name.c_str(), O_RDONLY | flags);
+      if (fd_ >= 0) read_only_ = true;
+    }
+    if (fd_ < 0) {
+      int e = errno;
+      if (e == ENOENT) continue;  // removed meanwhile
+      return Fail(error, CodeForErrno(e), "cannot open " + where, e, "openat");
+    }
+    struct stat now;
+    if (fstat(fd_, &now) != 0) {
+      int e = errno;
+      Close();
+      return Fail(error, Code::kIo, "cannot stat " + where, e, "fstat");
+    }
+    if (now.st_dev != st.st_dev || now.st_ino != st.st_ino) {
+      Close();  // swapped between the check and the open: look again
+      path_ = req.path;
+      continue;
+    }
+  }
+  auto unlink_fresh = [&] {
+    if (fresh) ::unlinkat(dirfd, name.c_str(), 0);
+  };
+
+  if (fresh && fchmod(fd_, 0600) != 0) {  // exactly 0600 whatever the umask
+    int e = errno;
+    unlink_fresh();
+    Close();
+    return Fail(error, CodeForErrno(e), "cannot chmod " + where, e, "fchmod");
+  }
+
+  // Creation, initialization and resets are serialized by a kernel lock on
+  // the file itself, released by the kernel if its holder dies. Taken only
+  // now, after the checks: nobody else can open a 0600 file of ours.
+  int64_t deadline = MonotonicMs() + req.lock_wait_ms;
+  while (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    if (e == EINTR) continue;
+    if (e != EWOULDBLOCK) {
+      unlink_fresh();
+      Close();
+      return Fail(error, Code::kIo, "cannot lock " + where, e, "flock");
+    }
+    if (MonotonicMs() >= deadline) {
+      Close();
+      error->Set(Code::kTimeout,
+                 "waited " + std::to_string(req.lock_wait_ms) + " ms for the file lock of " + where +
+                     " (another process is creating or resetting it)",
+                 e, "flock");
+      return false;
+    }
+    SleepMs(2);
+  }
+
+  // Checked again under the lock: a creator may have finished meanwhile.
   if (fstat(fd_, &st) != 0) {
     int e = errno;
-    error->Set(Code::kIo, "cannot stat " + Quote(path) + ": " + std::strerror(e), e, "fstat");
     Close();
-    return false;
+    return Fail(error, Code::kIo, "cannot stat " + where, e, "fstat");
   }
-  if (fresh) {
-    // Exactly 0600 whatever the umask.
-    if (fchmod(fd_, 0600) != 0) {
-      int e = errno;
-      ::unlink(path.c_str());
-      error->Set(CodeForErrno(e), "cannot chmod " + Quote(path) + ": " + std::strerror(e), e,
-                 "fchmod");
-      Close();
-      return false;
-    }
-  } else {
-    if (!S_ISREG(st.st_mode)) {
-      error->Set(Code::kPermission, Quote(path) + " is not a regular file");
-      Close();
-      return false;
-    }
-    if (st.st_uid != geteuid()) {
-      error->Set(Code::kPermission, Quote(path) + " is owned by uid " + std::to_string(st.st_uid) +
-                                        ", not by this process's uid " + std::to_string(geteuid()));
-      Close();
-      return false;
-    }
-    if ((st.st_mode & 077) != 0) {
-      char mode[8];
-      std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-      error->Set(Code::kPermission,
-                 Quote(path) + " has mode " + mode + ": group and other bits must be clear (0600)");
-      Close();
-      return false;
-    }
-  }
-
   bool needs_init = fresh || st.st_size == 0;
-  uint64_t new_size = size;
+  uint64_t new_size = req.size;
   if (!needs_init) {
     Header h;
     std::memset(&h, 0, sizeof h);
     uint64_t n = std::min<uint64_t>(static_cast<uint64_t>(st.st_size), sizeof h);
     if (!ReadAll(fd_, &h, n, 0)) {
       int e = errno;
-      error->Set(Code::kIo, "cannot read " + Quote(path), e, "pread");
+      Close();
+      return Fail(error, Code::kIo, "cannot read " + where, e, "pread");
+    }
+    bool ours = n >= sizeof h.magic && std::memcmp(h.magic, kMagic, sizeof kMagic) == 0;
+    bool unfinished = n >= sizeof h.magic && std::memcmp(h.magic, kInitMagic, sizeof kInitMagic) == 0;
+    if (!ours && !unfinished) {
+      error->Set(Code::kNotASegment,
+                 where + " is not a shmcache segment (no shmcache magic); it was left untouched");
       Close();
       return false;
     }
-    if (n < sizeof h.magic || std::memcmp(h.magic, kMagic, sizeof kMagic) != 0) {
-      // A creation that died before writing the magic leaves a header page of
-      // zeros in a file of at least the minimum size: finish it. Anything else
-      // without the magic is someone else's file and is never overwritten.
-      bool interrupted =
-          static_cast<uint64_t>(st.st_size) >= kMinSize && n == sizeof h && InterruptedCreation(h);
-      if (!interrupted) {
-        error->Set(Code::kNotASegment,
-                   Quote(path) + " is not a shmcache segment (bad magic); it was left untouched");
-        Close();
-        return false;
-      }
+    if (unfinished) {
+      // A creation that died before its last write: finish it (never
+      // shrinking the file, which another process may have mapped).
       needs_init = true;
-      new_size = std::min<uint64_t>(std::max<uint64_t>(size, st.st_size), kMaxSize);
+      new_size = std::min<uint64_t>(std::max<uint64_t>(req.size, st.st_size), kMaxSize);
     } else if (!CheckHeader(static_cast<uint64_t>(st.st_size), &h, error)) {
       Close();
       return false;
     }
   }
+  if (needs_init && read_only_) {
+    error->Set(Code::kPermission, where + " must be initialized but is open read-only", EROFS,
+               "open");
+    Close();
+    return false;
+  }
 
   if (needs_init) {
+    // The "being created" magic goes first: whatever happens next, the file
+    // is recognizably ours and unfinished.
+    if (pwrite(fd_, kInitMagic, sizeof kInitMagic, 0) != static_cast<ssize_t>(sizeof kInitMagic)) {
+      int e = errno;
+      unlink_fresh();
+      Close();
+      return Fail(error, CodeForErrno(e), "cannot write " + where, e, "pwrite");
+    }
     int rc = posix_fallocate(fd_, 0, static_cast<off_t>(new_size));
     if (rc != 0) {
-      if (fresh) ::unlink(path.c_str());
+      unlink_fresh();
+      Close();
       error->Set(rc == ENOSPC ? Code::kNoSpace : Code::kIo,
-                 "cannot reserve " + std::to_string(new_size) + " bytes for " + Quote(path) + ": " +
+                 "cannot reserve " + std::to_string(new_size) + " bytes for " + where + ": " +
                      std::strerror(rc),
                  rc, "posix_fallocate");
-      Close();
       return false;
     }
     size_ = new_size;
@@ -280,35 +427,62 @@ bool Segment::Open(const std::string& path, uint64_t size, Error* error, bool* c
   // Up to 1 GiB, the page tables are filled at once: otherwise each process
   // takes a minor fault on the first touch of every page, on its hot path.
   int populate = map_size_ <= (1ull << 30) ? MAP_POPULATE : 0;
-  void* p = mmap(nullptr, map_size_, PROT_READ | PROT_WRITE, MAP_SHARED | populate, fd_, 0);
+  int prot = read_only_ ? PROT_READ : PROT_READ | PROT_WRITE;
+  void* p = mmap(nullptr, map_size_, prot, MAP_SHARED | populate, fd_, 0);
   if (p == MAP_FAILED) {
     int e = errno;
-    if (fresh) ::unlink(path.c_str());
-    error->Set(e == ENOMEM ? Code::kNoSpace : Code::kIo,
-               "cannot map " + Quote(path) + ": " + std::strerror(e), e, "mmap");
+    unlink_fresh();
     base_ = nullptr;
     Close();
-    return false;
+    return Fail(error, e == ENOMEM ? Code::kNoSpace : Code::kIo, "cannot map " + where, e, "mmap");
   }
   base_ = static_cast<unsigned char*>(p);
 
   if (needs_init) {
     if (!Initialize(size_, error)) {
-      if (fresh) ::unlink(path.c_str());
+      unlink_fresh();
       Close();
       return false;
     }
     *created = true;
-  } else {
-    // Another process may have been mid-way when the header was read: read
-    // it again from the mapping.
-    Header h;
-    std::memcpy(&h, base_, sizeof h);
-    if (!CheckHeader(map_size_, &h, error)) {
+    return true;
+  }
+  // Validated again from the mapping, once: from here on only layout_ is used.
+  Header h;
+  std::memcpy(&h, base_, sizeof h);
+  if (!CheckHeader(map_size_, &h, error)) {
+    Close();
+    return false;
+  }
+  if (!read_only_ && BootIdKnown() &&
+      std::memcmp(h.boot_id, BootId(), sizeof h.boot_id) != 0) {
+    if (!RenewLocks(error)) {
       Close();
       return false;
     }
   }
+  return true;
+}
+
+// The segment was last initialized in another boot (a file kept on disk, or
+// a copy): its lock words may name threads of that boot, which no process
+// of this one can be. No process of this boot has used these mutexes (each
+// would have come through here first, under the file lock, and renewed
+// them), so they are initialized again; the shards whose lock was held or
+// whose sequence was odd may be half-changed and are dropped by the caller.
+bool Segment::RenewLocks(Error* error) {
+  Header* h = header();
+  for (uint32_t i = 0; i < layout_.nshards; ++i) {
+    Shard* s = reinterpret_cast<Shard*>(base_ + layout_.shards_off + uint64_t{i} * kShardBytes);
+    static const pthread_mutex_t kIdle = {};
+    bool held = std::memcmp(&s->mutex, &kIdle, sizeof kIdle) != 0 && MutexHeld(&s->mutex);
+    if (held || (Atomic(s->seq).load() & 1) != 0) stale_shards_.push_back(i);
+    int rc = InitRobustMutex(&s->mutex);
+    if (rc != 0)
+      return Fail(error, Code::kIo, "cannot initialize a shard mutex of " + Quote(path_), rc,
+                  "pthread_mutex_init");
+  }
+  std::memcpy(h->boot_id, BootId(), sizeof h->boot_id);
   return true;
 }
 
@@ -335,6 +509,7 @@ bool Segment::CheckHeader(uint64_t file_size, const Header* h, Error* error) {
     return false;
   }
   size_ = h->size;
+  layout_ = l;  // computed here, from the size alone: never the header's own words
   return true;
 }
 
@@ -344,8 +519,9 @@ bool Segment::Initialize(uint64_t size, Error* error) {
     error->Set(Code::kInvalidOption, "size " + std::to_string(size) + " is out of range");
     return false;
   }
-  // Everything before the heap starts from zero; the heap needs nothing.
-  std::memset(base_, 0, l.heap_off);
+  // Everything before the heap starts from zero but the "being created"
+  // magic, which stays until the last write; the heap needs nothing.
+  std::memset(base_ + sizeof kInitMagic, 0, l.heap_off - sizeof kInitMagic);
   Header* h = header();
   h->version = kVersion;
   h->header_bytes = kHeaderBytes;
@@ -354,25 +530,26 @@ bool Segment::Initialize(uint64_t size, Error* error) {
   clock_gettime(CLOCK_REALTIME, &ts);
   h->created_ms = static_cast<uint64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
   h->generation = 1;
+  std::memcpy(h->boot_id, BootId(), sizeof h->boot_id);
   for (uint32_t i = 0; i < l.nshards; ++i) {
-    Shard* s = reinterpret_cast<Shard*>(base_ + l.shards_off + i * kShardBytes);
+    Shard* s = reinterpret_cast<Shard*>(base_ + l.shards_off + uint64_t{i} * kShardBytes);
     int rc = InitRobustMutex(&s->mutex);
-    if (rc != 0) {
-      error->Set(Code::kIo, std::string("cannot initialize a shard mutex: ") + std::strerror(rc),
-                 rc, "pthread_mutex_init");
-      return false;
-    }
+    if (rc != 0)
+      return Fail(error, Code::kIo, "cannot initialize a shard mutex", rc, "pthread_mutex_init");
     s->cur_page[0] = s->cur_page[1] = kNoPage;
   }
   CrashHere(CrashPoint::kCreate);
   // The checksum covers the magic, which is written last: a creation that
-  // dies before it leaves a file that the next opener recognizes and finishes.
+  // dies before it leaves the "being created" magic, and the next opener
+  // finishes it.
   Header copy;
   std::memcpy(&copy, h, sizeof copy);
   std::memcpy(copy.magic, kMagic, sizeof kMagic);
   h->checksum = HeaderChecksum(&copy);
   std::atomic_thread_fence(std::memory_order_release);
   std::memcpy(h->magic, kMagic, sizeof kMagic);
+  size_ = size;
+  layout_ = l;
   return true;
 }
 

@@ -8,13 +8,17 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common.h"
 
 namespace shmcache {
 
 constexpr char kMagic[8] = {'S', 'H', 'M', 'C', 'A', 'C', 'H', 'E'};
-constexpr uint32_t kVersion = 3;
+// Written first by a creation, replaced by kMagic last: a file with neither
+// is never written.
+constexpr char kInitMagic[8] = {'S', 'H', 'M', 'C', 'I', 'N', 'I', 'T'};
+constexpr uint32_t kVersion = 4;
 constexpr uint64_t kHeaderBytes = 4096;
 constexpr uint64_t kMinSize = 1ull << 20;  // 1 MiB
 constexpr uint64_t kMaxSize = 1ull << 34;  // 16 GiB: refs are 32-bit, 8-byte units
@@ -56,6 +60,16 @@ struct Header {
   uint64_t clock;        // page birth counter (FIFO order of pages)
   uint64_t shared_hits;  // hit/miss counts of handles that found no slot
   uint64_t shared_misses;
+  // The boot (/proc/sys/kernel/random/boot_id) the shard mutexes were last
+  // initialized in: a segment from another boot gets new ones at open.
+  unsigned char boot_id[16];
+  // The process-group leader that stamped the segment (default stamps only,
+  // else 0), and its start time in clock ticks since boot.
+  uint32_t leader_pid;
+  // Handles open without a statistics slot (all were taken): while nonzero
+  // the segment cannot tell who uses it, so default stamps never reset it.
+  uint32_t unslotted;
+  uint64_t leader_start;
 };
 static_assert(sizeof(Header) <= kHeaderBytes, "header fits its page");
 static_assert(offsetof(Header, stamp) == 256 && offsetof(Header, generation) == 264,
@@ -78,6 +92,7 @@ struct Shard {
   uint64_t deletes;
   uint64_t evictions;
   uint64_t expired;
+  uint64_t repairs;  // times damage was found in the shard and it was dropped
 };
 constexpr uint64_t kShardBytes = 128;
 static_assert(sizeof(Shard) <= kShardBytes, "shard fits 128 bytes");
@@ -114,7 +129,10 @@ struct Slot {
   // Hits served from the handle's memo, counted by its JS code (a float64,
   // its only writer that handle; exact up to 2^53).
   double memo_hits;
-  char pad2[32];
+  // The owner's start time in clock ticks since boot (field 22 of
+  // /proc/<pid>/stat): with the pid, names one process across pid reuse.
+  uint64_t start;
+  char pad2[24];
 };
 static_assert(sizeof(Slot) == 64 && offsetof(Slot, memo_hits) == 24, "slot layout");
 
@@ -128,6 +146,14 @@ struct Layout {
 };
 bool ComputeLayout(uint64_t size, Layout* out);
 
+// What Segment::Open is asked to do.
+struct OpenRequest {
+  std::string path;         // absolute
+  uint64_t size = 0;        // of a new segment
+  bool create = true;       // false: attach only (kNotFound when missing)
+  int64_t lock_wait_ms = 0;  // how long to retry the file lock (kTimeout)
+};
+
 // An open, mapped segment file.
 class Segment {
  public:
@@ -136,9 +162,11 @@ class Segment {
   Segment(const Segment&) = delete;
   Segment& operator=(const Segment&) = delete;
 
-  // Opens or creates `path`, maps it and checks its header. `created` tells
-  // whether this call initialized it. Must run under the creation lock.
-  bool Open(const std::string& path, uint64_t size, Error* error, bool* created);
+  // Opens or creates the file under the file rules of the design brief,
+  // maps it and validates its header. On success the file is flock()ed
+  // until ReleaseFileLock(), so the caller may reset it; `created` tells
+  // whether this call initialized it.
+  bool Open(const OpenRequest& request, Error* error, bool* created);
   void Close();
   // Drops the file lock Open() took; the mapping stays.
   void ReleaseFileLock();
@@ -148,15 +176,28 @@ class Segment {
   uint64_t size() const { return size_; }
   Header* header() const { return reinterpret_cast<Header*>(base_); }
   const std::string& path() const { return path_; }
+  // The layout validated at open, kept in process memory: never read from
+  // the mapping again (another process may rewrite the header).
+  const Layout& layout() const { return layout_; }
+  // Mapped without write access (a read-only file or mount): nothing in the
+  // mapping may be written, not even a hint.
+  bool read_only() const { return read_only_; }
+  // Shards that RenewLocks() found held or mid-change (another boot's): the
+  // caller drops them before any use.
+  const std::vector<uint32_t>& stale_shards() const { return stale_shards_; }
 
  private:
   bool Initialize(uint64_t size, Error* error);
   bool CheckHeader(uint64_t file_size, const Header* h, Error* error);
+  bool RenewLocks(Error* error);
 
   int fd_ = -1;
   unsigned char* base_ = nullptr;
   uint64_t size_ = 0;      // segment size (header.size)
   uint64_t map_size_ = 0;  // bytes mapped
+  Layout layout_{};
+  bool read_only_ = false;
+  std::vector<uint32_t> stale_shards_;
   std::string path_;
 };
 

@@ -105,24 +105,6 @@ bool Store::LockShard(uint32_t si) {
   }
 }
 
-void Store::ClaimSlot() {
-  pid_ = static_cast<uint32_t>(getpid());
-  for (int pass = 0; pass < 2; ++pass) {
-    for (uint32_t i = 0; i < kSlots; ++i) {
-      auto owner = Atomic(slot(i)->pid);
-      uint32_t cur = owner.load(std::memory_order_relaxed);
-      bool free = pass == 0
-                      ? cur == 0
-                      : (cur != pid_ && kill(static_cast<pid_t>(cur), 0) != 0 && errno == ESRCH);
-      if (free && owner.compare_exchange_strong(cur, pid_)) {
-        slot_ = i;
-        return;
-      }
-    }
-  }
-  slot_ = kSlots;
-}
-
 int64_t Store::memo_hits_offset() const {
   if (slot_ >= kSlots) return -1;
   return static_cast<int64_t>(header()->slots_off + uint64_t{slot_} * sizeof(Slot) +
@@ -137,45 +119,6 @@ void Store::CountRead(bool hit) {
     Atomic(hit ? header()->shared_hits : header()->shared_misses)
         .fetch_add(1, std::memory_order_relaxed);
   }
-}
-
-bool Store::Open(const std::string& path, uint64_t size, uint64_t stamp, bool reset_allowed,
-                 Error* error, bool* created, bool* reset) {
-  *reset = false;
-  if (!seg_.Open(path, size, error, created)) return false;
-  Header* h = header();
-  auto seg_stamp = Atomic(h->stamp);
-  if (*created) {
-    seg_stamp.store(reset_allowed ? stamp : 0, std::memory_order_release);
-  } else if (reset_allowed && stamp > seg_stamp.load(std::memory_order_acquire)) {
-    // A newer process group: everything stored before it is gone. Bumping the
-    // generation first hides every old entry at once; dropping the shards
-    // then gives their memory back.
-    Atomic(h->generation).fetch_add(1, std::memory_order_acq_rel);
-    for (uint32_t i = 0; i < h->nshards; ++i) {
-      if (!LockShard(i)) continue;
-      DropShard(i);
-      CrashHere(CrashPoint::kReset);
-      UnlockShard(i);
-    }
-    seg_stamp.store(stamp, std::memory_order_release);
-    Atomic(h->resets).fetch_add(1, std::memory_order_relaxed);
-    *reset = true;
-  }
-  seg_.ReleaseFileLock();
-  NoteSegmentOpened();
-  ClaimSlot();
-  return true;
-}
-
-void Store::Close() {
-  if (!seg_.is_open()) return;
-  if (slot_ < kSlots) {
-    uint32_t me = pid_;
-    Atomic(slot(slot_)->pid).compare_exchange_strong(me, 0);
-  }
-  slot_ = kSlots;
-  seg_.Close();
 }
 
 // Asks for every line of a found entry's key and value at once, so that the
@@ -709,6 +652,7 @@ Stats Store::GetStats() {
     st.deletes += Atomic(sh->deletes).load(std::memory_order_relaxed);
     st.evictions += Atomic(sh->evictions).load(std::memory_order_relaxed);
     st.expired += Atomic(sh->expired).load(std::memory_order_relaxed);
+    st.repairs += Atomic(sh->repairs).load(std::memory_order_relaxed);
   }
   st.hits = Atomic(h->shared_hits).load(std::memory_order_relaxed);
   st.misses = Atomic(h->shared_misses).load(std::memory_order_relaxed);

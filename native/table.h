@@ -99,11 +99,28 @@ enum class WriteStatus {
   kMismatch,   // cas(): missing, not an integer, or not equal
   kCorrupt,    // a shard mutex is unusable
   kNoSpace,    // could not make room (should not happen below max_value)
+  kReadOnly,   // the segment is mapped read-only
 };
 
 struct Stats {
-  uint64_t size, used, entries, hits, misses, sets, deletes, evictions, expired, resets, stamp,
-      generation, pages, free_pages, page_size, max_value, shards;
+  uint64_t size, used, entries, hits, misses, sets, deletes, evictions, expired, repairs, resets,
+      stamp, generation, pages, free_pages, page_size, max_value, shards;
+};
+
+// How a handle's start-time stamp may reset the segment (DESIGN §3).
+enum class StampMode {
+  kNever,     // stamp: false
+  kExplicit,  // the stamp option or SHMCACHE_STAMP: any newer stamp resets
+  kGroup,     // the default: a newer process group resets only when nothing
+              // that used the segment is alive
+};
+
+struct AttachRequest {
+  OpenRequest file;
+  uint64_t stamp = 0;
+  StampMode mode = StampMode::kNever;
+  uint32_t leader_pid = 0;    // kGroup: this process's group leader
+  uint64_t leader_start = 0;  // and its start time (clock ticks since boot)
 };
 
 class Store {
@@ -111,13 +128,12 @@ class Store {
   Store() = default;
   ~Store();
 
-  // Maps `path` (creating it if needed) and applies the stamp rule: a larger
-  // `stamp` than the segment's resets it; `reset_allowed` false never resets.
-  // The caller holds the cross-process creation lock.
-  bool Open(const std::string& path, uint64_t size, uint64_t stamp, bool reset_allowed,
-            Error* error, bool* created, bool* reset);
+  // Maps the file (creating it if asked) and applies the stamp rule of
+  // DESIGN §3 (attach.cc).
+  bool Open(const AttachRequest& request, Error* error, bool* created, bool* reset);
   void Close();
   bool is_open() const { return seg_.is_open(); }
+  bool read_only() const { return seg_.read_only(); }
 
   // With `memo`, a string hit also says how to recognize its entry later.
   ReadResult Get(const unsigned char* key, uint32_t klen, unsigned char* out, uint64_t cap,
@@ -249,7 +265,11 @@ class Store {
   ReadResult LockedGet(uint32_t si, uint64_t hash, const unsigned char* key, uint32_t klen,
                        unsigned char* out, uint64_t cap, bool copy);
   void CountRead(bool hit);
+  // attach.cc
   void ClaimSlot();
+  // Whether nothing that used the segment may still run (kGroup resets).
+  bool NobodyAlive() const;
+  void Reset();
 
   uint32_t ShardOf(uint64_t hash) const {
     return static_cast<uint32_t>(hash >> 40) & (header()->nshards - 1);
@@ -280,6 +300,7 @@ class Store {
 
   Segment seg_;
   uint32_t slot_ = kSlots;  // our statistics slot, kSlots = shared counters
+  bool unslotted_ = false;  // counted in Header::unslotted
   uint32_t pid_ = 0;
   std::vector<unsigned char> scratch_;  // page-sized, for compaction
 };

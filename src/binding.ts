@@ -1,14 +1,29 @@
 import * as path from 'node:path';
 import { ShmCacheError } from './errors';
 
+/** What the addon's open() reports. */
+export interface OpenInfo {
+  created: boolean;
+  reset: boolean;
+  size: number;
+  maxValue: number;
+  /** Mapped without write access (a read-only file or mount). */
+  readOnly: boolean;
+}
+
 /** The addon's cache handle. Internal: arguments arrive checked. */
 export interface NativeCache {
-  open(path: string, size: number, stamp: number, resetAllowed: boolean): {
-    created: boolean;
-    reset: boolean;
-    size: number;
-    maxValue: number;
-  };
+  /** stampMode: 0 never, 1 explicit, 2 process group. */
+  open(
+    path: string,
+    size: number,
+    create: boolean,
+    stamp: number,
+    stampMode: number,
+    leaderPid: number,
+    leaderStart: number,
+    lockWaitMs: number,
+  ): OpenInfo;
   setBuffers(key: Buffer, out: Buffer, value: Buffer): void;
   setPool(pool: Buffer): void;
   /** The mapping, and the byte offset of this handle's memo hit counter (-1: none). */

@@ -1,12 +1,10 @@
 import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import * as lockfile from 'proper-lockfile';
-import { binding, type NativeCache } from './binding';
+import type { NativeCache } from './binding';
 import { nowMs } from './clock';
 import type { Codec } from './codecs';
-import { invalid, ShmCacheError, type ShmCacheErrorCode } from './errors';
+import { invalid, ShmCacheError } from './errors';
+import { openSegment } from './open';
 import { parseTtl, resolveOptions, type CacheOptions, type ResolvedOptions } from './options';
 
 /** Options of `set()` and `add()`. */
@@ -106,22 +104,7 @@ const LOADS_IN_ORDER = process.arch === 'x64';
 /** The segment header's generation, as a uint32 word of the mapping. */
 const GENERATION_WORD = 264 / 4;
 const T_ASCII = 6;
-const LOCK_STALE_MS = 5000;
-const DEFAULT_LOCK_WAIT_MS = 30000;
-
-/** How long open() waits for the creation lock: `SHMCACHE_LOCK_TIMEOUT_MS` or 30 s. */
-function lockWaitMs(): number {
-  const env = process.env.SHMCACHE_LOCK_TIMEOUT_MS;
-  const n = env === undefined ? NaN : Number(env);
-  return Number.isSafeInteger(n) && n >= 0 ? n : DEFAULT_LOCK_WAIT_MS;
-}
-
 const utf8 = new TextEncoder();
-
-const sleeper = new Int32Array(new SharedArrayBuffer(4));
-function sleepSync(ms: number): void {
-  Atomics.wait(sleeper, 0, 0, ms);
-}
 
 /**
  * A string the memo keeps, and how to know its entry is still the live one
@@ -160,92 +143,6 @@ function optionsObject(value: unknown, name: string): Record<string, unknown> {
     throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'an options object', name, value);
   }
   return value as Record<string, unknown>;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/**
- * proper-lockfile only knows a lock is abandoned once it is `stale` ms old.
- * The holder also writes its pid to `<file>.lock.owner`; a waiter that finds
- * that process gone ages the lock so that proper-lockfile takes it over now.
- * (The segment itself is also flock()ed while it is created or reset, which
- * the kernel releases when its holder dies, so a lock taken over too early
- * still cannot let two processes initialize one file.)
- */
-function ageLockIfOwnerDied(lockDir: string): void {
-  try {
-    const owner = `${lockDir}.owner`;
-    const dirStat = fs.statSync(lockDir);
-    const ownerStat = fs.statSync(owner);
-    // proper-lockfile sets the lock's mtime ahead (to the next second); its
-    // ctime is when the holder took it. An older owner file is stale.
-    if (ownerStat.mtimeMs < dirStat.ctimeMs) return;
-    const pid = Number(fs.readFileSync(owner, 'utf8'));
-    if (Number.isSafeInteger(pid) && pid > 0 && !isAlive(pid)) fs.utimesSync(lockDir, 0, 0);
-  } catch {
-    // No owner recorded (yet): fall back to proper-lockfile's staleness.
-  }
-}
-
-/** Runs `fn` holding the cross-process creation lock `<file>.lock`. */
-function withCreationLock<T>(file: string, fn: () => T): T {
-  const wait = lockWaitMs();
-  const deadline = Date.now() + wait;
-  let release: (() => void) | undefined;
-  for (;;) {
-    try {
-      release = lockfile.lockSync(file, {
-        realpath: false,
-        stale: LOCK_STALE_MS,
-        onCompromised: () => {},
-      });
-      break;
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      if (e.code !== 'ELOCKED') {
-        const code: ShmCacheErrorCode =
-          e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'EROFS' ? 'ERR_SHMCACHE_PERMISSION' : 'ERR_SHMCACHE_IO';
-        throw new ShmCacheError(code, `cannot take the creation lock ${file}.lock: ${e.message}`, {
-          errno: typeof e.errno === 'number' ? -e.errno : undefined,
-          syscall: e.syscall,
-          cause: err,
-        });
-      }
-      ageLockIfOwnerDied(`${file}.lock`);
-      if (Date.now() > deadline) {
-        throw new ShmCacheError(
-          'ERR_SHMCACHE_TIMEOUT',
-          `waited ${wait} ms for the creation lock ${file}.lock (held by a process that is still creating or resetting the segment)`,
-        );
-      }
-      sleepSync(5 + Math.random() * 10);
-    }
-  }
-  const owner = `${file}.lock.owner`;
-  try {
-    fs.writeFileSync(owner, String(process.pid), { mode: 0o600 });
-  } catch {
-    // Only an optimization for waiters.
-  }
-  try {
-    return fn();
-  } finally {
-    try {
-      fs.unlinkSync(owner);
-    } catch {}
-    try {
-      release();
-    } catch {
-      // Already gone (taken over as stale): nothing left to release.
-    }
-  }
 }
 
 /**
@@ -324,10 +221,7 @@ export class Cache<V = unknown> {
   #handle(): NativeCache {
     if (this.#native) return this.#native;
     if (this.#closed) throw new ShmCacheError('ERR_SHMCACHE_CLOSED', 'the cache is closed');
-    const file = path.resolve(this.#options.path);
-    const native = new binding.NativeCache();
-    const stamp = this.#options.stamp;
-    const info = withCreationLock(file, () => native.open(file, this.#options.size, stamp === false ? 0 : stamp, stamp !== false));
+    const { native, file, info } = openSegment(this.#options as ResolvedOptions<unknown>);
     this.#absolutePath = file;
     this.#size = info.size;
     this.#maxValue = info.maxValue;

@@ -1,7 +1,7 @@
 import type { Codec } from './codecs';
 import { jsonCodec, v8Codec } from './codecs';
 import { invalid, ShmCacheError } from './errors';
-import { processGroupStamp } from './stamps';
+import { processGroup } from './stamps';
 
 /** Options of `new Cache()`. Only `path` is required. */
 export interface CacheOptions<V = unknown> {
@@ -18,12 +18,19 @@ export interface CacheOptions<V = unknown> {
    */
   size?: number | string;
   /**
-   * Start-time stamp. A segment stamped older than this is reset when this
-   * cache opens it; a newer or equal one is used as it is. `false` never
-   * resets. Default: `SHMCACHE_STAMP` from the environment if set, else the
-   * start time of this process's process-group leader.
+   * Start-time stamp. An explicit stamp (this option, or `SHMCACHE_STAMP` in
+   * the environment) resets a segment stamped older than it when this cache
+   * opens it. `false` never resets. The default, the start time of this
+   * process's process-group leader, resets an older segment only when
+   * nothing that used it is alive any more (docs/multiprocess.md).
    */
   stamp?: number | false;
+  /**
+   * `false`: attach to an existing segment only; a missing file throws
+   * `ERR_SHMCACHE_NOT_FOUND` and nothing is created. Tools that inspect a
+   * cache use `{ create: false, stamp: false }`. Default `true`.
+   */
+  create?: boolean;
   /** Default time to live of entries, in ms; `0` means none. Default `0`. */
   ttl?: number;
   /**
@@ -42,10 +49,15 @@ export interface CacheOptions<V = unknown> {
   memo?: number | string;
 }
 
+/** How a stamp may reset a segment: never, whenever newer, or per the process-group rule. */
+export type StampMode = 'never' | 'explicit' | 'group';
+
 export interface ResolvedOptions<V> {
   path: string;
   size: number;
   stamp: number | false;
+  stampMode: StampMode;
+  create: boolean;
   ttl: number;
   codec: Codec<V>;
   memo: number;
@@ -57,7 +69,7 @@ export const MAX_SIZE = 16 * 1024 * 1024 * KB;
 const MAX_MEMO = 1024 * KB * KB;
 const UNITS: Record<string, number> = { B: 1, KB, MB: KB * KB, GB: KB * KB * KB };
 
-const OPTION_NAMES = new Set(['path', 'size', 'stamp', 'ttl', 'codec', 'memo']);
+const OPTION_NAMES = new Set(['path', 'size', 'stamp', 'ttl', 'codec', 'memo', 'create']);
 
 export function parseSize(value: unknown, name = 'size'): number {
   const bytes = parseBytes(value, name);
@@ -136,13 +148,23 @@ export function resolveOptions<V>(options: unknown): ResolvedOptions<V> {
     throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'a non-empty file path', 'path', o.path);
   }
   let stamp: number | false;
+  let stampMode: StampMode = 'explicit';
   if (o.stamp !== undefined) stamp = parseStamp(o.stamp, 'stamp');
   else if (process.env.SHMCACHE_STAMP !== undefined) stamp = parseStamp(process.env.SHMCACHE_STAMP, 'SHMCACHE_STAMP');
-  else stamp = processGroupStamp;
+  else {
+    stamp = processGroup.stamp;
+    stampMode = 'group';
+  }
+  if (stamp === false) stampMode = 'never';
+  if (o.create !== undefined && typeof o.create !== 'boolean') {
+    throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'a boolean', 'create', o.create);
+  }
   return {
     path: o.path,
     size: o.size === undefined ? 64 * KB * KB : parseSize(o.size),
     stamp,
+    stampMode,
+    create: o.create ?? true,
     ttl: o.ttl === undefined ? 0 : parseTtl(o.ttl),
     codec: o.codec === undefined ? (v8Codec as Codec<V>) : parseCodec<V>(o.codec),
     memo: o.memo === undefined ? 0 : parseMemo(o.memo),
