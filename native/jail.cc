@@ -1,11 +1,18 @@
 #include "jail.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <string>
+#include <vector>
 
 namespace shmcache {
 
@@ -17,6 +24,42 @@ bool Fail(Error* error, const char* call, const std::string& what) {
   error->Set(Code::kJail, what + ": " + std::strerror(e), e, call);
   return false;
 }
+// "fd 5 (/srv/www)" for every descriptor of this process that names a
+// directory: each is a way out of a chroot (fchdir, then "..").
+std::vector<std::string> DirectoryDescriptors() {
+  std::vector<std::string> found;
+  auto note = [&](int fd) {
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISDIR(st.st_mode)) return;
+    std::string what = "fd " + std::to_string(fd);
+    char link[64], target[4096];
+    std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    if (n > 0) what += " (" + std::string(target, static_cast<size_t>(n)) + ")";
+    found.push_back(what);
+  };
+  if (DIR* d = opendir("/proc/self/fd")) {
+    int own = dirfd(d);
+    std::vector<int> fds;
+    while (struct dirent* e = readdir(d)) {
+      char* end = nullptr;
+      long fd = std::strtol(e->d_name, &end, 10);
+      if (end != e->d_name && *end == '\0' && fd != own) fds.push_back(static_cast<int>(fd));
+    }
+    closedir(d);
+    for (int fd : fds) note(fd);
+    return found;
+  }
+  // No /proc: every descriptor number up to the limit.
+  struct rlimit rl;
+  long max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+                 ? static_cast<long>(rl.rlim_cur)
+                 : 65536;
+  for (long fd = 0; fd < max && fd < (1 << 20); ++fd)
+    if (fcntl(static_cast<int>(fd), F_GETFD) != -1) note(static_cast<int>(fd));
+  return found;
+}
+
 }  // namespace
 
 void NoteSegmentOpened() { g_opened.store(true, std::memory_order_relaxed); }
@@ -28,6 +71,24 @@ bool Jail(const std::string& root, bool has_uid, uid_t uid, bool has_gid, gid_t 
                "a cache of this process was opened before jail(): its mapping would cross the "
                "jail; call jail() before the first cache operation");
     return false;
+  }
+  if (!root.empty() && (!has_uid || uid == 0)) {
+    error->Set(Code::kJail,
+               "jail() with a root needs a uid other than 0: a process left root inside a chroot "
+               "can leave it");
+    return false;
+  }
+  if (!root.empty()) {
+    std::vector<std::string> dirs = DirectoryDescriptors();
+    if (!dirs.empty()) {
+      std::string list;
+      for (const std::string& d : dirs) list += (list.empty() ? "" : ", ") + d;
+      error->Set(Code::kJail,
+                 "this process holds open directory descriptors, each a way out of the chroot "
+                 "(fchdir): " +
+                     list + "; close them before jail()");
+      return false;
+    }
   }
   if (!root.empty()) {
     if (chroot(root.c_str()) != 0) return Fail(error, "chroot", "cannot chroot to '" + root + "'");

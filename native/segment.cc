@@ -160,13 +160,16 @@ constexpr uint64_t kResolveNoMagicLinks = 0x02;
 
 // An O_PATH descriptor of the folder `dir` (absolute), reached without
 // following a symlink in any component: openat2(RESOLVE_NO_SYMLINKS), or
-// where the kernel lacks it, one component at a time with O_NOFOLLOW.
+// where the kernel lacks it (or folders must be made), one component at a
+// time with O_NOFOLLOW. With `create`, missing components are made 0700.
 // -1 with errno (ELOOP for a symlink) on failure.
-int OpenFolder(const std::string& dir) {
+int OpenFolder(const std::string& dir, bool create) {
 #ifdef SYS_openat2
   OpenHow how{O_PATH | O_DIRECTORY | O_CLOEXEC, 0, kResolveNoSymlinks | kResolveNoMagicLinks};
   long fd = syscall(SYS_openat2, AT_FDCWD, dir.c_str(), &how, sizeof how);
-  if (fd >= 0 || (errno != ENOSYS && errno != EPERM && errno != E2BIG)) return static_cast<int>(fd);
+  if (fd >= 0) return static_cast<int>(fd);
+  if (errno != ENOSYS && errno != EPERM && errno != E2BIG && !(create && errno == ENOENT))
+    return -1;
 #endif
   int cur = ::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (cur < 0) return -1;
@@ -184,6 +187,11 @@ int OpenFolder(const std::string& dir) {
     }
     // O_PATH|O_NOFOLLOW opens a symlink itself, which fstat then shows.
     int next = ::openat(cur, part.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (next < 0 && errno == ENOENT && create) {
+      // Exactly 0700 whatever the umask; made meanwhile by another: as found.
+      if (mkdirat(cur, part.c_str(), 0700) == 0) fchmodat(cur, part.c_str(), 0700, 0);
+      next = ::openat(cur, part.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    }
     int e = errno;
     ::close(cur);
     if (next < 0) {
@@ -250,7 +258,7 @@ bool Segment::Open(const OpenRequest& req, Error* error, bool* created) {
     return false;
   }
 
-  int dirfd = OpenFolder(dir);
+  int dirfd = OpenFolder(dir, req.create && req.create_folder);
   if (dirfd < 0) {
     int e = errno;
     if (e == ELOOP)

@@ -23,6 +23,7 @@ export interface NativeCache {
     leaderPid: number,
     leaderStart: number,
     lockWaitMs: number,
+    createFolder: boolean,
   ): OpenInfo;
   setBuffers(key: Buffer, out: Buffer, value: Buffer): void;
   setPool(pool: Buffer): void;

@@ -4,7 +4,7 @@ import type { NativeCache } from './binding';
 import { nowMs } from './clock';
 import type { Codec } from './codecs';
 import { invalid, ShmCacheError } from './errors';
-import { openSegment } from './open';
+import { makesItsFolder, openSegment } from './open';
 import { parseTtl, resolveOptions, type CacheOptions, type ResolvedOptions } from './options';
 
 /** Options of `set()` and `add()`. */
@@ -47,6 +47,8 @@ export interface CacheStats {
   evictions: number;
   /** Expired entries reclaimed. */
   expired: number;
+  /** Times damage was found in a shard (or page) and what it touched was dropped. */
+  repairs: number;
   /** Times a newer start-time stamp reset the segment. */
   resets: number;
   /** The segment's start-time stamp. */
@@ -137,13 +139,31 @@ function checkSafeInteger(value: unknown, name: string): number {
   return value;
 }
 
-function optionsObject(value: unknown, name: string): Record<string, unknown> {
+const KEY_RULE = 'a non-empty, well-formed string of at most 1024 UTF-8 bytes';
+
+/** String.prototype.isWellFormed (Node 20): no lone surrogate. */
+const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
+
+/** A per-call options object whose every property is one of `allowed`. */
+function optionsObject(value: unknown, name: string, allowed: readonly string[]): Record<string, unknown> {
   if (value === undefined) return {};
   if (typeof value !== 'object' || value === null) {
     throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'an options object', name, value);
   }
+  for (const k in value) {
+    if (!allowed.includes(k)) {
+      throw new ShmCacheError(
+        'ERR_SHMCACHE_INVALID_OPTION',
+        `Unknown option ${JSON.stringify(k)} in ${name} (expected ${allowed.map((a) => JSON.stringify(a)).join(', ')})`,
+      );
+    }
+  }
   return value as Record<string, unknown>;
 }
+
+const SET_OPTIONS = ['ttl'] as const;
+const INCR_OPTIONS = ['ttl', 'initial'] as const;
+const REMEMBER_OPTIONS = ['ttl', 'wait'] as const;
 
 /**
  * A key/value cache in a shared memory segment. Every process that opens the
@@ -221,7 +241,7 @@ export class Cache<V = unknown> {
   #handle(): NativeCache {
     if (this.#native) return this.#native;
     if (this.#closed) throw new ShmCacheError('ERR_SHMCACHE_CLOSED', 'the cache is closed');
-    const { native, file, info } = openSegment(this.#options as ResolvedOptions<unknown>);
+    const { native, file, info } = openSegment(this.#options as ResolvedOptions<unknown>, makesItsFolder.has(this));
     this.#absolutePath = file;
     this.#size = info.size;
     this.#maxValue = info.maxValue;
@@ -326,7 +346,7 @@ export class Cache<V = unknown> {
   /** Writes the key into the shared key buffer; returns its byte length. */
   #writeKey(key: unknown): number {
     if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_BYTES) {
-      throw invalid('ERR_SHMCACHE_INVALID_KEY', 'a non-empty string of at most 1024 UTF-8 bytes', 'key', key);
+      throw invalid('ERR_SHMCACHE_INVALID_KEY', KEY_RULE, 'key', key);
     }
     // Short ASCII keys (the common case) are copied by hand: cheaper than a
     // call into Buffer.write.
@@ -341,10 +361,10 @@ export class Cache<V = unknown> {
       }
       if (i === len) return len;
     }
+    // A lone surrogate would be written as U+FFFD: two keys, one entry.
+    if (!isWellFormed(key)) throw invalid('ERR_SHMCACHE_INVALID_KEY', KEY_RULE, 'key', key);
     const n = this.#key.write(key, 0, 'utf8');
-    if (n > MAX_KEY_BYTES) {
-      throw invalid('ERR_SHMCACHE_INVALID_KEY', 'a non-empty string of at most 1024 UTF-8 bytes', 'key', key);
-    }
+    if (n > MAX_KEY_BYTES) throw invalid('ERR_SHMCACHE_INVALID_KEY', KEY_RULE, 'key', key);
     return n;
   }
 
@@ -376,7 +396,7 @@ export class Cache<V = unknown> {
 
   #ttl(options: unknown, name: string): number {
     if (options === undefined) return this.#options.ttl;
-    const o = optionsObject(options, name);
+    const o = optionsObject(options, name, SET_OPTIONS);
     return o.ttl === undefined ? this.#options.ttl : parseTtl(o.ttl, 'ttl');
   }
 
@@ -554,7 +574,7 @@ export class Cache<V = unknown> {
   incr(key: string, by: number = 1, options?: IncrOptions): number {
     const klen = this.#writeKey(key);
     checkSafeInteger(by, 'by');
-    const o = optionsObject(options, 'options');
+    const o = optionsObject(options, 'options', INCR_OPTIONS);
     const ttl = o.ttl === undefined ? this.#options.ttl : parseTtl(o.ttl, 'ttl');
     const initial = o.initial === undefined ? 0 : checkSafeInteger(o.initial, 'initial');
     const native = this.#handle();
@@ -601,7 +621,7 @@ export class Cache<V = unknown> {
   async remember(key: string, producer: () => V | Promise<V>, options?: RememberOptions): Promise<V> {
     this.#writeKey(key);
     if (typeof producer !== 'function') throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'a function', 'producer', producer);
-    const o = optionsObject(options, 'options');
+    const o = optionsObject(options, 'options', REMEMBER_OPTIONS);
     const ttl = o.ttl === undefined ? this.#options.ttl : parseTtl(o.ttl, 'ttl');
     const wait = o.wait === undefined ? 10_000 : parseTtl(o.wait, 'wait');
     const cached = this.get(key);
@@ -662,7 +682,9 @@ export class Cache<V = unknown> {
 
   /** Live keys, optionally only those starting with `prefix`. */
   keys(prefix: string = ''): string[] {
-    if (typeof prefix !== 'string') throw invalid('ERR_SHMCACHE_INVALID_KEY', 'a string', 'prefix', prefix);
+    if (typeof prefix !== 'string' || !isWellFormed(prefix)) {
+      throw invalid('ERR_SHMCACHE_INVALID_KEY', 'a well-formed string', 'prefix', prefix);
+    }
     const native = this.#handle();
     if (prefix.length > MAX_KEY_BYTES) return [];
     const n = this.#key.write(prefix, 0, 'utf8');

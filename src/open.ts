@@ -14,13 +14,19 @@ function lockWaitMs(): number {
 }
 
 /**
+ * Caches made by tenantCache(): their folder is made (0700) at first use
+ * when missing.
+ */
+export const makesItsFolder = new WeakSet<object>();
+
+/**
  * Opens (or creates) the segment of `options` in a new native handle: the
  * path resolved against the working directory now (inside a jail, the
  * jail's), then the file rules, the file lock, creation and the stamp rule,
  * all in the addon (native/segment.cc, native/attach.cc; docs/design.md,
  * "Opening a segment").
  */
-export function openSegment(options: ResolvedOptions<unknown>): { native: NativeCache; file: string; info: OpenInfo } {
+export function openSegment(options: ResolvedOptions<unknown>, createFolder: boolean): { native: NativeCache; file: string; info: OpenInfo } {
   const file = path.resolve(options.path);
   const native = new binding.NativeCache();
   const info = native.open(
@@ -32,6 +38,7 @@ export function openSegment(options: ResolvedOptions<unknown>): { native: Native
     processGroup.leaderPid,
     processGroup.leaderStart,
     lockWaitMs(),
+    createFolder,
   );
   return { native, file, info };
 }

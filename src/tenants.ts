@@ -3,6 +3,7 @@ import { isMainThread } from 'node:worker_threads';
 import { binding } from './binding';
 import { Cache } from './cache';
 import { invalid } from './errors';
+import { makesItsFolder } from './open';
 import type { CacheOptions } from './options';
 
 const TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -12,6 +13,8 @@ export interface TenantCacheOptions<V = unknown> extends Omit<CacheOptions<V>, '
   /**
    * Folder of the tenants' segment files. Resolved at first use like `path`,
    * so a relative or absolute folder inside a jail lands inside the jail.
+   * Made (mode 0700) at first use when missing; no symlink in its path is
+   * followed.
    */
   dir: string;
 }
@@ -36,7 +39,9 @@ export function tenantCache<V = unknown>(tenant: string, options: TenantCacheOpt
   if ('path' in rest) {
     throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'no path (tenantCache() makes it)', 'path', (rest as { path: unknown }).path);
   }
-  return new Cache<V>({ ...rest, path: path.join(dir, `${tenant}.shm`) });
+  const cache = new Cache<V>({ ...rest, path: path.join(dir, `${tenant}.shm`) });
+  makesItsFolder.add(cache);
+  return cache;
 }
 
 /** Options of `jail()`. Each part is optional; at least one is needed. */
@@ -62,8 +67,12 @@ function id(value: unknown, name: string): number {
  * `chdir('/')`, then `setgroups([gid])`, `setgid(gid)`, `setuid(uid)`, in
  * that order. Load the package (and construct caches) before it, open them
  * after it. Needs root (or CAP_SYS_CHROOT/CAP_SETUID/CAP_SETGID).
- * @throws {ShmCacheError} JAIL (with `errno`, `syscall`) when a call fails,
- *   or when any cache of this process was opened before; INVALID_OPTION.
+ * A `root` needs a `uid` other than 0 (root can leave a chroot), and the
+ * process may hold no open directory descriptor (an `fchdir` way out).
+ * @throws {ShmCacheError} JAIL (with `errno`, `syscall`) when a call fails;
+ *   JAIL, before anything changes, for a root without a uid, an open
+ *   directory descriptor, or a cache of this process opened before;
+ *   INVALID_OPTION.
  */
 export function jail(options: JailOptions): void {
   if (typeof options !== 'object' || options === null) {

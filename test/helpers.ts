@@ -86,3 +86,12 @@ export function verifyAndClose(handles: { isOpen: boolean; verify(): unknown; cl
     c.close();
   }
 }
+
+/** Resolves once `check()` is true, polling every few ms; fails after `timeoutMs`. */
+export async function waitUntil(check: () => boolean, timeoutMs = 10_000, what = 'a condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
