@@ -41,10 +41,14 @@ int HexDigit(char c) {
 
 // Start time from /proc/<pid>/stat text: field 22, counted after the
 // command name's closing parenthesis (the name may hold spaces and ')').
-uint64_t StartFromStat(const char* stat) {
+// A zombie (state Z or X) holds no mapping or lock any more: its start time
+// reads as 0 through `dead`.
+uint64_t StartFromStat(const char* stat, bool* dead) {
   const char* p = std::strrchr(stat, ')');
   if (p == nullptr) return 0;
   p += 1;
+  while (*p == ' ') ++p;
+  *dead = *p == 'Z' || *p == 'X' || *p == 'x';
   // Fields 3.. follow, space separated; the start time is field 22.
   for (int field = 2; field < 22; ++field) {
     while (*p == ' ') ++p;
@@ -70,7 +74,9 @@ int ReadStart(pid_t pid, uint64_t* start) {
     }
     return -1;
   }
-  *start = StartFromStat(buf);
+  bool dead = false;
+  *start = StartFromStat(buf, &dead);
+  if (dead) return 0;
   return *start != 0 ? 1 : -1;
 }
 
