@@ -154,6 +154,35 @@ describe('get / set', () => {
     expect(code(() => c.delete(''))).toBe('ERR_SHMCACHE_INVALID_KEY');
   });
 
+  test('keys must be well-formed UTF-16: a lone surrogate is INVALID_KEY, never a second name for U+FFFD', () => {
+    const c = cache();
+    c.set('\ufffd', 'replacement char');
+    for (const bad of ['\ud800', 'a\udc00', `${'x'.repeat(60)}\ud83d`, '\ud83d\ud83d\ude00'.slice(1, 2)]) {
+      expect(code(() => c.get(bad)), JSON.stringify(bad)).toBe('ERR_SHMCACHE_INVALID_KEY');
+      expect(code(() => c.set(bad, 1))).toBe('ERR_SHMCACHE_INVALID_KEY');
+      expect(code(() => c.has(bad))).toBe('ERR_SHMCACHE_INVALID_KEY');
+      expect(code(() => c.delete(bad))).toBe('ERR_SHMCACHE_INVALID_KEY');
+      expect(code(() => c.keys(bad))).toBe('ERR_SHMCACHE_INVALID_KEY');
+    }
+    expect(c.keys()).toEqual(['\ufffd']);
+    expect(c.get('\ufffd')).toBe('replacement char');
+    // A well-formed pair is one code point, a fine key.
+    c.set('😀', 'pair');
+    expect(c.get('😀')).toBe('pair');
+  });
+
+  test('unknown per-call options throw INVALID_OPTION and change nothing', () => {
+    const c = cache();
+    c.set('k', 1);
+    expect(code(() => c.set('k', 2, { tll: 5 } as never))).toBe('ERR_SHMCACHE_INVALID_OPTION');
+    expect(code(() => c.add('new', 2, { ttl: 5, extra: 1 } as never))).toBe('ERR_SHMCACHE_INVALID_OPTION');
+    expect(code(() => c.incr('k', 1, { initail: 3 } as never))).toBe('ERR_SHMCACHE_INVALID_OPTION');
+    expect(code(() => c.set('k', undefined, { tll: 5 } as never))).toBe('ERR_SHMCACHE_INVALID_OPTION');
+    expect(c.get('k')).toBe(1);
+    expect(c.has('new')).toBe(false);
+    return expect(c.remember('r', () => 1, { wiat: 5 } as never)).rejects.toMatchObject({ code: 'ERR_SHMCACHE_INVALID_OPTION' });
+  });
+
   test('large values grow the shared buffers both ways', () => {
     const c = cache();
     const big = Buffer.alloc(c.open().maxValueSize, 0xab);
@@ -292,7 +321,7 @@ describe('keys / clear / stats / verify / close', () => {
     c.get('a');
     c.get('missing');
     const s = c.stats();
-    for (const f of ['path', 'size', 'used', 'entries', 'hits', 'misses', 'sets', 'deletes', 'evictions', 'expired', 'resets', 'stamp', 'generation']) {
+    for (const f of ['path', 'size', 'used', 'entries', 'hits', 'misses', 'sets', 'deletes', 'evictions', 'expired', 'repairs', 'resets', 'stamp', 'generation']) {
       expect(s).toHaveProperty(f);
     }
     expect(s).toMatchObject({ size: 2 * 1024 * 1024, entries: 1, hits: 1, misses: 1, sets: 1, deletes: 0 });

@@ -2,7 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { Cache, ShmCacheError } from '../esm/index.mjs';
-import { openInChild, tempDir } from './helpers';
+import { code, openInChild, tempDir } from './helpers';
 
 const tmp = tempDir();
 
@@ -99,6 +99,24 @@ describe('laziness', () => {
     expect(cache.isOpen).toBe(true);
     expect(statSync(path).size).toBe(1024 * 1024);
     expect(existsSync(path + '.lock')).toBe(false);
+    cache.close();
+  });
+
+  test('create: false attaches only: a missing file is NOT_FOUND and nothing is created', () => {
+    const path = tmp.file();
+    const cache = new Cache({ path, size: '1MB', create: false, stamp: false });
+    expect(code(() => cache.get('k'))).toBe('ERR_SHMCACHE_NOT_FOUND');
+    expect(existsSync(path)).toBe(false);
+    try {
+      cache.open();
+    } catch (e) {
+      expect((e as Error).message).toContain(path);
+    }
+    const maker = new Cache({ path, size: '1MB', stamp: false });
+    maker.set('k', 'v');
+    expect(cache.get('k')).toBe('v');
+    expect(code(() => new Cache({ path, create: 'no' as never }))).toBe('ERR_SHMCACHE_INVALID_OPTION');
+    maker.close();
     cache.close();
   });
 
