@@ -94,8 +94,8 @@ void Store::ClaimSlot() {
       auto owner = Atomic(s->pid);
       uint32_t cur = owner.load(std::memory_order_relaxed);
       bool free = pass == 0 ? cur == 0
-                            : (cur != pid_ && !MayBeAlive(static_cast<pid_t>(cur),
-                                                          Atomic(s->start).load()));
+                            : (cur != pid_ &&
+                               !MayBeAlive(static_cast<pid_t>(cur), Atomic(s->start).load()));
       if (free && owner.compare_exchange_strong(cur, pid_)) {
         // A taken-over slot keeps its counts (they are the segment's).
         Atomic(s->start).store(start, std::memory_order_relaxed);

@@ -92,8 +92,10 @@ void InitProcessInfo() {
     if (*p == '-' || *p == '\n') continue;
     int d = HexDigit(*p);
     if (d < 0) return;
-    if (nibbles % 2 == 0) id[nibbles / 2] = static_cast<unsigned char>(d << 4);
-    else id[nibbles / 2] |= static_cast<unsigned char>(d);
+    if (nibbles % 2 == 0)
+      id[nibbles / 2] = static_cast<unsigned char>(d << 4);
+    else
+      id[nibbles / 2] |= static_cast<unsigned char>(d);
     ++nibbles;
   }
   if (nibbles != 32) return;

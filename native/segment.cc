@@ -228,7 +228,9 @@ std::string Refusal(const struct stat& st) {
 }
 
 void SleepMs(int ms) {
-  struct timespec ts{0, ms * 1000000L};
+  struct timespec ts {
+    0, ms * 1000000L
+  };
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
   }
 }
@@ -295,8 +297,7 @@ bool Segment::Open(const OpenRequest& req, Error* error, bool* created) {
         error->Set(Code::kNotFound, where + " does not exist (create: false)", e, "fstatat");
         return false;
       }
-      fd_ = ::openat(dirfd, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                     0600);
+      fd_ = ::openat(dirfd, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
       if (fd_ >= 0) {
         fresh = true;
         break;
@@ -359,8 +360,8 @@ bool Segment::Open(const OpenRequest& req, Error* error, bool* created) {
     if (MonotonicMs() >= deadline) {
       Close();
       error->Set(Code::kTimeout,
-                 "waited " + std::to_string(req.lock_wait_ms) + " ms for the file lock of " + where +
-                     " (another process is creating or resetting it)",
+                 "waited " + std::to_string(req.lock_wait_ms) + " ms for the file lock of " +
+                     where + " (another process is creating or resetting it)",
                  e, "flock");
       return false;
     }
@@ -385,7 +386,8 @@ bool Segment::Open(const OpenRequest& req, Error* error, bool* created) {
       return Fail(error, Code::kIo, "cannot read " + where, e, "pread");
     }
     bool ours = n >= sizeof h.magic && std::memcmp(h.magic, kMagic, sizeof kMagic) == 0;
-    bool unfinished = n >= sizeof h.magic && std::memcmp(h.magic, kInitMagic, sizeof kInitMagic) == 0;
+    bool unfinished =
+        n >= sizeof h.magic && std::memcmp(h.magic, kInitMagic, sizeof kInitMagic) == 0;
     if (!ours && !unfinished) {
       error->Set(Code::kNotASegment,
                  where + " is not a shmcache segment (no shmcache magic); it was left untouched");
@@ -462,8 +464,7 @@ bool Segment::Open(const OpenRequest& req, Error* error, bool* created) {
     Close();
     return false;
   }
-  if (!read_only_ && BootIdKnown() &&
-      std::memcmp(h.boot_id, BootId(), sizeof h.boot_id) != 0) {
+  if (!read_only_ && BootIdKnown() && std::memcmp(h.boot_id, BootId(), sizeof h.boot_id) != 0) {
     if (!RenewLocks(error)) {
       Close();
       return false;

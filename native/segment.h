@@ -148,11 +148,11 @@ bool ComputeLayout(uint64_t size, Layout* out);
 
 // What Segment::Open is asked to do.
 struct OpenRequest {
-  std::string path;         // absolute
-  uint64_t size = 0;        // of a new segment
-  bool create = true;       // false: attach only (kNotFound when missing)
+  std::string path;            // absolute
+  uint64_t size = 0;           // of a new segment
+  bool create = true;          // false: attach only (kNotFound when missing)
   bool create_folder = false;  // make missing folders of the path, 0700
-  int64_t lock_wait_ms = 0;  // how long to retry the file lock (kTimeout)
+  int64_t lock_wait_ms = 0;    // how long to retry the file lock (kTimeout)
 };
 
 // An open, mapped segment file.
