@@ -1,6 +1,7 @@
 #include "segment.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -12,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <mutex>
 
 #include "crash.h"
 #include "lock.h"
@@ -108,6 +110,86 @@ uint64_t HeaderChecksum(const Header* h) {
   return Hash(h, offsetof(Header, checksum), 0x5348'4D43'4143'4845ull);
 }
 
+// A file cut short under a mapping. The file's owner may truncate it at any
+// time, and touching a mapped page past the new end raises SIGBUS, which
+// would kill any process that has the segment mapped (a root tool reading
+// every tenant's file). The handler maps a page of zeros over the lost page
+// of one of our mappings and lets the access run again: zeros are just more
+// damage, which every read and write already checks for. The handle then
+// refuses further use (Segment::truncated()). Faults at other addresses go
+// to the handler that was there before, or kill the process as SIGBUS does.
+namespace {
+
+constexpr int kMaxMappings = 1024;
+struct MappingSlot {
+  std::atomic<uintptr_t> base{0};
+  std::atomic<uint64_t> size{0};
+  std::atomic<uint32_t> lost{0};  // pages replaced by zeros
+};
+MappingSlot g_mappings[kMaxMappings];
+struct sigaction g_previous_bus;
+long g_page_bytes = 4096;
+
+void OnBus(int sig, siginfo_t* info, void* context) {
+  uintptr_t at = reinterpret_cast<uintptr_t>(info->si_addr);
+  for (MappingSlot& m : g_mappings) {
+    uintptr_t base = m.base.load(std::memory_order_acquire);
+    if (base == 0 || at < base || at - base >= m.size.load(std::memory_order_relaxed)) continue;
+    uintptr_t page = at & ~static_cast<uintptr_t>(g_page_bytes - 1);
+    void* r = mmap(reinterpret_cast<void*>(page), static_cast<size_t>(g_page_bytes),
+                   PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r != MAP_FAILED) {
+      m.lost.fetch_add(1, std::memory_order_relaxed);
+      return;  // the access runs again, on zeros
+    }
+    break;
+  }
+  if (g_previous_bus.sa_flags & SA_SIGINFO) {
+    g_previous_bus.sa_sigaction(sig, info, context);
+  } else if (g_previous_bus.sa_handler != SIG_DFL && g_previous_bus.sa_handler != SIG_IGN) {
+    g_previous_bus.sa_handler(sig);
+  } else {
+    signal(SIGBUS, SIG_DFL);  // the access runs again and dies as it would have
+  }
+}
+
+void InstallBusHandler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    long p = sysconf(_SC_PAGESIZE);
+    if (p > 0) g_page_bytes = p;
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = OnBus;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &g_previous_bus);
+  });
+}
+
+// The slot of a registered mapping, or -1 when all are taken (the mapping is
+// then unprotected, as before).
+int RegisterMapping(void* base, uint64_t size) {
+  InstallBusHandler();
+  for (int i = 0; i < kMaxMappings; ++i) {
+    uintptr_t expected = 0;
+    if (g_mappings[i].base.load(std::memory_order_relaxed) != 0) continue;
+    g_mappings[i].size.store(size, std::memory_order_relaxed);
+    g_mappings[i].lost.store(0, std::memory_order_relaxed);
+    if (g_mappings[i].base.compare_exchange_strong(expected, reinterpret_cast<uintptr_t>(base),
+                                                   std::memory_order_release))
+      return i;
+  }
+  return -1;
+}
+
+}  // namespace
+
+uint32_t Segment::lost_pages() const {
+  if (mapping_slot_ < 0) return 0;
+  return g_mappings[mapping_slot_].lost.load(std::memory_order_relaxed);
+}
+
 Segment::~Segment() { Close(); }
 
 void Segment::ReleaseFileLock() {
@@ -120,6 +202,8 @@ void Segment::ReleaseFileLock() {
 
 void Segment::Close() {
   ReleaseFileLock();
+  if (mapping_slot_ >= 0) g_mappings[mapping_slot_].base.store(0, std::memory_order_release);
+  mapping_slot_ = -1;
   if (base_ != nullptr) munmap(base_, map_size_);
   base_ = nullptr;
   size_ = map_size_ = 0;
@@ -447,6 +531,7 @@ bool Segment::Open(const OpenRequest& req, Error* error, bool* created) {
     return Fail(error, e == ENOMEM ? Code::kNoSpace : Code::kIo, "cannot map " + where, e, "mmap");
   }
   base_ = static_cast<unsigned char*>(p);
+  mapping_slot_ = RegisterMapping(base_, map_size_);
 
   if (needs_init) {
     if (!Initialize(size_, error)) {

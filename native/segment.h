@@ -186,6 +186,10 @@ class Segment {
   // Shards that RenewLocks() found held or mid-change (another boot's): the
   // caller drops them before any use.
   const std::vector<uint32_t>& stale_shards() const { return stale_shards_; }
+  // Pages of the mapping lost because the file was cut short under it (each
+  // now reads as zeros, see segment.cc); nonzero: the handle must not be
+  // trusted any more.
+  uint32_t lost_pages() const;
 
  private:
   bool Initialize(uint64_t size, Error* error);
@@ -199,6 +203,7 @@ class Segment {
   Layout layout_{};
   bool read_only_ = false;
   std::vector<uint32_t> stale_shards_;
+  int mapping_slot_ = -1;  // in the SIGBUS handler's table
   std::string path_;
 };
 

@@ -18,7 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { Cache, ShmCacheError } from '../esm/index.mjs';
-import { isRoot, openInChild, tempDir, waitUntil } from './helpers';
+import { isRoot, openInChild, runFixture, tempDir, waitUntil } from './helpers';
 
 const tmp = tempDir();
 const MB = 1024 * 1024;
@@ -238,6 +238,26 @@ describe('ERR_SHMCACHE_CORRUPT', () => {
     expect(e.message).toMatch(/shorter/);
     expect(statSync(path).size).toBe(MB);
   });
+});
+
+describe('a file cut short under a live mapping', () => {
+  // The file's owner may truncate it while any process (a root tool, say)
+  // has it mapped: touching a page past the new end would be a SIGBUS.
+  for (const after of [0, 4096, 512 * 1024]) {
+    test(`truncated to ${after} bytes: no signal, no wrong value, verify() says so`, async () => {
+      const path = tmp.file('cut');
+      const r = await runFixture('truncate-under.mjs', [path, String(after)]);
+      expect(r.signal, r.stderr).toBeNull();
+      expect(r.code, r.stderr).toBe(0);
+      const report = r.messages[0];
+      expect(report.wrong).toBe(0);
+      for (const e of report.errors) expect(e).toMatch(/^ERR_SHMCACHE_/);
+      if (report.verify) {
+        expect(report.verify.ok).toBe(false);
+        expect(report.verify.problems.join('\n')).toMatch(/truncated/);
+      }
+    });
+  }
 });
 
 describe('ERR_SHMCACHE_IO and ERR_SHMCACHE_TIMEOUT', () => {
