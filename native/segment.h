@@ -96,7 +96,15 @@ struct Shard {
 };
 constexpr uint64_t kShardBytes = 128;
 static_assert(sizeof(Shard) <= kShardBytes, "shard fits 128 bytes");
+// The fields follow the mutex: x86-64's pthread_mutex_t is 40 bytes (the
+// layout docs/design.md gives), aarch64's 48; the shard fits 128 on both.
+#if defined(__x86_64__)
 static_assert(offsetof(Shard, seq) == 40 && offsetof(Shard, used) == 64, "shard layout");
+#else
+static_assert(offsetof(Shard, seq) == sizeof(pthread_mutex_t) &&
+                  offsetof(Shard, used) == sizeof(pthread_mutex_t) + 24,
+              "shard layout");
+#endif
 
 // One per heap page, 32 bytes.
 struct Page {
