@@ -21,10 +21,16 @@ namespace {
 
 constexpr uint32_t kCandidates = 16;
 constexpr uint32_t kScanLimit = 4096;
+constexpr uint32_t kMaxSteps = 1u << 20;  // longest chain walked before calling it a cycle
 
 }  // namespace
 
+// Every number read from a page record or an entry is read once (Load) and
+// checked in 64-bit arithmetic before it is used: another process may have
+// written anything there, at any time.
+
 void Store::Touch(uint64_t heap_off) const {
+  if (seg_.read_only() || heap_off >= heap_bytes()) return;
   uint8_t& byte = access_bits()[heap_off / 512];
   uint8_t bit = static_cast<uint8_t>(1u << ((heap_off / 64) & 7));
   auto a = Atomic(byte);
@@ -32,12 +38,14 @@ void Store::Touch(uint64_t heap_off) const {
 }
 
 bool Store::Touched(uint64_t heap_off) const {
+  if (heap_off >= heap_bytes()) return false;
   uint8_t& byte = access_bits()[heap_off / 512];
   uint8_t bit = static_cast<uint8_t>(1u << ((heap_off / 64) & 7));
   return (Atomic(byte).load(std::memory_order_relaxed) & bit) != 0;
 }
 
 void Store::Untouch(uint64_t heap_off) const {
+  if (heap_off >= heap_bytes()) return;
   uint8_t& byte = access_bits()[heap_off / 512];
   uint8_t bit = static_cast<uint8_t>(1u << ((heap_off / 64) & 7));
   auto a = Atomic(byte);
@@ -45,37 +53,46 @@ void Store::Untouch(uint64_t heap_off) const {
     a.fetch_and(static_cast<uint8_t>(~bit), std::memory_order_relaxed);
 }
 
-uint32_t Store::HeadOf(uint32_t ref) const {
-  uint32_t idx = static_cast<uint32_t>(OffsetOf(ref) / header()->page_size);
-  if (idx >= header()->npages) return kNoPage;
-  uint32_t head = page(idx)->head;
-  return head < header()->npages ? head : kNoPage;
+uint32_t Store::HeadOf(uint32_t si, uint32_t ref) const {
+  const Layout& l = L();
+  uint64_t idx = OffsetOf(ref) / l.page_size;
+  if (idx >= l.npages) return kNoPage;
+  Page* p = page(static_cast<uint32_t>(idx));
+  uint32_t head = Load(p->head);
+  if (head > idx || Load(p->owner) != si + 1) return kNoPage;
+  Page* hp = page(head);
+  if (Load(hp->owner) != si + 1 || idx >= uint64_t{head} + Load(hp->span)) return kNoPage;
+  return head;
 }
 
 void Store::FreeSpan(uint32_t head, uint32_t new_owner) {
-  Header* h = header();
+  const Layout& l = L();
+  if (head >= l.npages) return;
   Page* hp = page(head);
-  uint32_t owner = Atomic(hp->owner).load(std::memory_order_relaxed);
-  uint32_t span = std::max<uint32_t>(hp->span, 1);
-  if (head + span > h->npages) span = h->npages - head;
-  // A damaged span record must not free pages of another shard.
-  for (uint32_t j = head + 1; j < head + span; ++j) {
-    if (Atomic(page(j)->owner).load(std::memory_order_relaxed) != owner) {
+  uint32_t owner = Load(hp->owner);
+  uint64_t span = std::max<uint32_t>(Load(hp->span), 1);
+  if (head + span > l.npages) span = l.npages - head;
+  // A damaged span record must not free pages of another shard, nor of
+  // another span.
+  for (uint64_t j = uint64_t{head} + 1; j < head + span; ++j) {
+    Page* p = page(static_cast<uint32_t>(j));
+    if (Load(p->owner) != owner || Load(p->head) != head) {
       span = j - head;
       break;
     }
   }
-  uint64_t bytes = uint64_t{span} * h->page_size;
+  uint64_t bytes = span * l.page_size;
   // Clear the access hints of the whole span (8 pages share no bitmap byte
   // with another span since pages are at least 4 KiB: 64 bits per 4 KiB).
-  std::memset(access_bits() + uint64_t{head} * h->page_size / 512, 0, bytes / 512);
-  for (uint32_t j = head; j < head + span; ++j) {
-    Page* p = page(j);
-    BumpEpoch(j);
-    p->head = j;
-    p->span = 0;
-    p->used = 0;
-    p->live = 0;
+  std::memset(access_bits() + uint64_t{head} * l.page_size / 512, 0, bytes / 512);
+  for (uint64_t j = head; j < head + span; ++j) {
+    uint32_t i = static_cast<uint32_t>(j);
+    Page* p = page(i);
+    BumpEpoch(i);
+    Atomic(p->head).store(i, std::memory_order_relaxed);
+    Atomic(p->span).store(0, std::memory_order_relaxed);
+    Atomic(p->used).store(0, std::memory_order_relaxed);
+    Atomic(p->live).store(0, std::memory_order_relaxed);
     Atomic(p->owner).store(new_owner, std::memory_order_release);
   }
 }
@@ -83,24 +100,25 @@ void Store::FreeSpan(uint32_t head, uint32_t new_owner) {
 void Store::AfterUnlink(uint32_t si, uint32_t head) {
   if (head == kNoPage) return;
   Page* hp = page(head);
-  if (hp->live == 0 && !IsCurrent(shard(si), head)) FreeSpan(head, 0);
+  if (Load(hp->live) == 0 && !IsCurrent(shard(si), head)) FreeSpan(head, 0);
 }
 
 void Store::DropShard(uint32_t si) {
-  Header* h = header();
+  const Layout& l = L();
   Shard* sh = shard(si);
   auto seq = Atomic(sh->seq);
   uint32_t s = seq.load(std::memory_order_relaxed);
   if ((s & 1) == 0) WriteBegin(sh->seq);
-  std::memset(buckets(si), 0, uint64_t{h->buckets} * 4);
-  for (uint32_t j = 0; j < h->npages; ++j) {
-    if (Atomic(page(j)->owner).load(std::memory_order_relaxed) == si + 1) {
-      page(j)->span = 1;  // free it alone, whatever span it claimed
+  std::memset(buckets(si), 0, uint64_t{l.buckets} * 4);
+  for (uint32_t j = 0; j < l.npages; ++j) {
+    if (Load(page(j)->owner) == si + 1) {
+      Atomic(page(j)->span).store(1, std::memory_order_relaxed);  // free it alone
       FreeSpan(j, 0);
     }
   }
-  sh->cur_page[0] = sh->cur_page[1] = kNoPage;
-  sh->timed = 0;
+  Atomic(sh->cur_page[0]).store(kNoPage, std::memory_order_relaxed);
+  Atomic(sh->cur_page[1]).store(kNoPage, std::memory_order_relaxed);
+  Atomic(sh->timed).store(0, std::memory_order_relaxed);
   Atomic(sh->count).store(0, std::memory_order_relaxed);
   Atomic(sh->used).store(0, std::memory_order_relaxed);
   WriteReset(sh->seq);
@@ -109,26 +127,26 @@ void Store::DropShard(uint32_t si) {
 // Takes one free page, or `k` contiguous free pages, for shard `si`.
 uint32_t Store::TakeFreePages(uint32_t si, uint32_t k) {
   Header* h = header();
-  uint32_t n = h->npages;
+  uint32_t n = L().npages;
   if (k == 1) {
-    uint32_t start = Atomic(h->free_hint).load(std::memory_order_relaxed) % n;
+    uint32_t start = Load(h->free_hint) % n;
     for (uint32_t i = 0; i < n; ++i) {
-      uint32_t idx = (start + i) % n;
+      uint32_t idx = static_cast<uint32_t>((uint64_t{start} + i) % n);
       Page* p = page(idx);
       uint32_t expected = 0;
-      if (Atomic(p->owner).load(std::memory_order_relaxed) == 0 &&
-          Atomic(p->owner).compare_exchange_strong(expected, si + 1)) {
-        p->head = idx;
-        p->span = 0;
+      if (Load(p->owner) == 0 && Atomic(p->owner).compare_exchange_strong(expected, si + 1)) {
+        Atomic(p->head).store(idx, std::memory_order_relaxed);
+        Atomic(p->span).store(0, std::memory_order_relaxed);
         Atomic(h->free_hint).store(idx + 1, std::memory_order_relaxed);
         return idx;
       }
     }
     return kNoPage;
   }
+  if (k == 0 || k > n) return kNoPage;
   uint32_t run = 0;
   for (uint32_t idx = 0; idx < n; ++idx) {
-    run = Atomic(page(idx)->owner).load(std::memory_order_relaxed) == 0 ? run + 1 : 0;
+    run = Load(page(idx)->owner) == 0 ? run + 1 : 0;
     if (run < k) continue;
     uint32_t first = idx + 1 - k;
     uint32_t taken = 0;
@@ -136,8 +154,8 @@ uint32_t Store::TakeFreePages(uint32_t si, uint32_t k) {
       uint32_t expected = 0;
       Page* p = page(first + taken);
       if (!Atomic(p->owner).compare_exchange_strong(expected, si + 1)) break;
-      p->head = first + taken;
-      p->span = 0;
+      Atomic(p->head).store(first + taken, std::memory_order_relaxed);
+      Atomic(p->span).store(0, std::memory_order_relaxed);
     }
     if (taken == k) return first;
     for (uint32_t j = 0; j < taken; ++j) FreeSpan(first + j, 0);
@@ -149,18 +167,22 @@ uint32_t Store::TakeFreePages(uint32_t si, uint32_t k) {
 
 // Copies the `bytes` of entries gathered in scratch_ to heap offset `dst`
 // and links each into its bucket of shard `ti`, with no access hint (caller
-// between WriteBegin/WriteEnd).
-void Store::PlaceKept(uint32_t ti, uint64_t dst, uint32_t bytes) {
-  uint32_t mask = header()->buckets - 1;
+// between WriteBegin/WriteEnd). The entries are walked in scratch_, which
+// only this process writes (their `alloc` words were set from the checked
+// values), never in the mapping.
+void Store::PlaceKept(uint32_t ti, uint64_t dst, uint64_t bytes) {
+  uint32_t mask = L().buckets - 1;
   std::memcpy(heap() + dst, scratch_.data(), bytes);
-  for (uint32_t off = 0; off < bytes;) {
+  for (uint64_t off = 0; off < bytes;) {
+    Entry kept;
+    std::memcpy(&kept, scratch_.data() + off, kEntryBytes);
     Entry* e = reinterpret_cast<Entry*>(heap() + dst + off);
-    uint32_t* bucket = &buckets(ti)[e->hash & mask];
-    e->next = *bucket;
-    e->flags = kLive;
-    *bucket = RefOf(dst + off);
+    uint32_t* bucket = &buckets(ti)[kept.hash & mask];
+    Atomic(e->next).store(Load(*bucket), std::memory_order_relaxed);
+    Atomic(e->flags).store(kLive, std::memory_order_relaxed);
+    Atomic(*bucket).store(RefOf(dst + off), std::memory_order_relaxed);
     Untouch(dst + off);
-    off += e->alloc;
+    off += kept.alloc;
   }
 }
 
@@ -173,21 +195,35 @@ void Store::PlaceKept(uint32_t ti, uint64_t dst, uint32_t bytes) {
 Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_t hi, uint32_t to,
                                 bool second_chance) {
   Header* h = header();
+  const Layout& l = L();
   Shard* sh = shard(ti);
+  const uint64_t ps = l.page_size;
+  if (head >= l.npages) {
+    RepairShard(ti);
+    return Evicted::kDamaged;
+  }
   Page* hp = page(head);
-  uint32_t ps = h->page_size;
-  uint32_t span = hp->span;
-  if (span == 0 || head + span > h->npages || hp->used > uint64_t{span} * ps) {
-    DropShard(ti);
+  uint32_t span = Load(hp->span);
+  uint64_t used = Load(hp->used);
+  bool sound = span != 0 && uint64_t{head} + span <= l.npages && used <= span * ps &&
+               Load(hp->owner) == ti + 1 && Load(hp->head) == head;
+  // Every page the span claims must be one of its own continuation pages:
+  // otherwise freeing the span would hand out another shard's pages.
+  for (uint64_t j = uint64_t{head} + 1; sound && j < uint64_t{head} + span; ++j) {
+    Page* p = page(static_cast<uint32_t>(j));
+    sound = Load(p->owner) == ti + 1 && Load(p->head) == head && Load(p->span) == 0;
+  }
+  if (!sound) {
+    RepairShard(ti);
     return Evicted::kDamaged;
   }
   second_chance = second_chance && span == 1;
   if (scratch_.size() < ps) scratch_.resize(ps);
   uint64_t now = 0;
   uint64_t base = uint64_t{head} * ps;
-  uint32_t used = hp->used;
-  uint32_t kept = 0;
+  uint64_t kept = 0;
   bool damaged = false;
+  uint32_t mask = l.buckets - 1;
   WriteBegin(sh->seq);
   for (uint64_t off = 0; off < used;) {
     if (off + kEntryBytes > used) {
@@ -195,58 +231,82 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
       break;
     }
     Entry* e = reinterpret_cast<Entry*>(heap() + base + off);
-    uint32_t a = e->alloc;
+    Entry hdr;
+    LoadHeader(e, &hdr);
+    uint64_t a = hdr.alloc;
     if (a < kEntryBytes || a % 8 != 0 || off + a > used) {
       damaged = true;
       break;
     }
-    if (e->flags & kLive) {
+    if (hdr.flags & kLive) {
       uint32_t ref = RefOf(base + off);
-      uint32_t* link = &buckets(ti)[e->hash & (h->buckets - 1)];
+      uint32_t* link = &buckets(ti)[hdr.hash & mask];
       uint32_t steps = 0;
-      while (*link != 0 && *link != ref && ++steps < (1u << 20)) {
-        Entry* x = EntryAt(*link);
+      for (uint32_t at = Load(*link); at != 0 && at != ref && ++steps < kMaxSteps;
+           at = Load(*link)) {
+        Entry* x = EntryAt(at);
         if (x == nullptr) break;
         link = &x->next;
       }
-      if (*link != ref) {
+      if (Load(*link) != ref) {
         damaged = true;
         break;
       }
-      *link = e->next;
-      if (now == 0 && e->expires != 0) now = static_cast<uint64_t>(NowMs());
-      bool live = IsLive(e, now == 0 ? 1 : now);
+      Atomic(*link).store(hdr.next, std::memory_order_relaxed);
+      if (now == 0 && hdr.expires != 0) now = static_cast<uint64_t>(NowMs());
+      bool live = IsLive(&hdr, now == 0 ? 1 : now);
       if (second_chance && live && Touched(base + off)) {
-        std::memcpy(scratch_.data() + kept, e, a);
+        unsigned char* to_keep = scratch_.data() + kept;
+        std::memcpy(to_keep, e, a);
+        // The copy says what was checked, whatever the mapping says now.
+        std::memcpy(to_keep + offsetof(Entry, hash), &hdr.hash, sizeof hdr.hash);
+        std::memcpy(to_keep + offsetof(Entry, alloc), &hdr.alloc, sizeof hdr.alloc);
         kept += a;
       } else {
         CrashHere(CrashPoint::kEvict);
-        Atomic(sh->count).store(sh->count - 1, std::memory_order_relaxed);
-        Atomic(sh->used).store(sh->used - a, std::memory_order_relaxed);
-        if (e->expires != 0 && sh->timed > 0) --sh->timed;
+        uint32_t count = Load(sh->count);
+        uint64_t sh_used = Load(sh->used);
+        if (count == 0 || sh_used < a) {
+          damaged = true;  // the counters do not hold this entry
+          break;
+        }
+        Atomic(sh->count).store(count - 1, std::memory_order_relaxed);
+        Atomic(sh->used).store(sh_used - a, std::memory_order_relaxed);
+        uint32_t timed = Load(sh->timed);
+        if (hdr.expires != 0 && timed > 0)
+          Atomic(sh->timed).store(timed - 1, std::memory_order_relaxed);
         auto counter = Atomic(live ? sh->evictions : sh->expired);
         counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
       }
-      e->flags = 0;
+      Atomic(e->flags).store(0, std::memory_order_relaxed);
     }
     off += a;
   }
   if (damaged) {
-    DropShard(ti);
+    RepairShard(ti);
     return Evicted::kDamaged;
   }
   // Kept entries go to the current page of their class (a one-page span
   // holds one class only).
-  uint32_t cls = hp->cls != 0 ? 1 : 0;
-  hp->cls = cls;
-  uint32_t cur = sh->cur_page[cls];
-  Page* cp = cur != kNoPage && cur != head && cur < h->npages ? page(cur) : nullptr;
-  if (kept > 0 && cp != nullptr && cp->used + kept <= ps) {
+  uint32_t cls = Load(hp->cls) != 0 ? 1 : 0;
+  Atomic(hp->cls).store(cls, std::memory_order_relaxed);
+  uint32_t cur = Load(sh->cur_page[cls]);
+  Page* cp = nullptr;
+  uint64_t cp_used = 0;
+  if (cur != kNoPage && cur != head && cur < l.npages) {
+    cp = page(cur);
+    cp_used = Load(cp->used);
+    // Only a sound current page takes entries: its `used` and the kept
+    // bytes are added in 64 bits and must stay within the page.
+    if (Load(cp->owner) != ti + 1 || Load(cp->span) != 1 || Load(cp->head) != cur || cp_used > ps)
+      cp = nullptr;
+  }
+  if (kept > 0 && cp != nullptr && cp_used + kept <= ps) {
     // The kept entries fit in the shard's current page: move them there and
     // free this page whole.
-    PlaceKept(ti, uint64_t{cur} * ps + cp->used, kept);
-    cp->used += kept;
-    cp->live += kept;
+    PlaceKept(ti, uint64_t{cur} * ps + cp_used, kept);
+    Atomic(cp->used).store(static_cast<uint32_t>(cp_used + kept), std::memory_order_relaxed);
+    Atomic(cp->live).store(static_cast<uint32_t>(Load(cp->live) + kept), std::memory_order_relaxed);
     kept = 0;
   }
   if (kept > 0) {
@@ -254,22 +314,25 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
     BumpEpoch(head);
     std::memset(access_bits() + base / 512, 0, ps / 512);
     PlaceKept(ti, base, kept);
-    hp->used = kept;
-    hp->live = kept;
-    hp->birth = Atomic(h->clock).fetch_add(1, std::memory_order_relaxed) + 1;
+    Atomic(hp->used).store(static_cast<uint32_t>(kept), std::memory_order_relaxed);
+    Atomic(hp->live).store(static_cast<uint32_t>(kept), std::memory_order_relaxed);
+    Atomic(hp->birth).store(Atomic(h->clock).fetch_add(1, std::memory_order_relaxed) + 1,
+                            std::memory_order_relaxed);
     // The page with more room left becomes the shard's current page.
-    if (cur != head && (cp == nullptr || cp->used > kept)) {
-      sh->cur_page[cls] = head;
-      if (cp != nullptr && cp->live == 0) FreeSpan(cur, 0);
+    if (cur != head && (cp == nullptr || cp_used > kept)) {
+      Atomic(sh->cur_page[cls]).store(head, std::memory_order_relaxed);
+      if (cp != nullptr && Load(cp->live) == 0) FreeSpan(cur, 0);
     }
     WriteEnd(sh->seq);
     return Evicted::kCompacted;
   }
-  for (uint32_t& c : sh->cur_page)
-    if (c >= head && c < head + span) c = kNoPage;
+  for (uint32_t& c : sh->cur_page) {
+    uint32_t v = Load(c);
+    if (v >= head && v < uint64_t{head} + span) Atomic(c).store(kNoPage, std::memory_order_relaxed);
+  }
   // Hand the pages over, continuation pages first.
   for (uint32_t j = head + span; j-- > head;) {
-    page(j)->span = 1;
+    Atomic(page(j)->span).store(1, std::memory_order_relaxed);
     FreeSpan(j, (j >= lo && j < hi) ? to : 0);
   }
   WriteEnd(sh->seq);
@@ -279,17 +342,16 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
 // Picks up to kCandidates of the oldest span heads, oldest first.
 uint32_t Store::OldestSpans(uint32_t* out) {
   Header* h = header();
-  uint32_t n = h->npages;
+  uint32_t n = L().npages;
   uint32_t count = std::min(n, kScanLimit);
-  uint32_t start =
-      n > kScanLimit ? static_cast<uint32_t>(Atomic(h->clock).load() * 2654435761u) % n : 0;
+  uint32_t start = n > kScanLimit ? static_cast<uint32_t>(Load(h->clock) * 2654435761u) % n : 0;
   uint64_t births[kCandidates];
   uint32_t found = 0;
   for (uint32_t i = 0; i < count; ++i) {
     uint32_t idx = (start + i) % n;
     Page* p = page(idx);
-    if (Atomic(p->owner).load(std::memory_order_relaxed) == 0 || p->span == 0) continue;
-    uint64_t b = p->birth;
+    if (Load(p->owner) == 0 || Load(p->span) == 0) continue;
+    uint64_t b = Load(p->birth);
     uint32_t pos = found;
     while (pos > 0 && births[pos - 1] > b) --pos;
     if (pos >= kCandidates) continue;
@@ -309,7 +371,7 @@ uint32_t Store::OldestSpans(uint32_t* out) {
 // can lock. Returns the page, now owned by `si`, or kNoPage with *busy set
 // to a shard whose lock was taken by someone else.
 uint32_t Store::EvictForPage(uint32_t si, uint32_t* busy) {
-  Header* h = header();
+  const Layout& l = L();
   constexpr int kRounds = 8;
   *busy = kNoPage;
   for (int round = 0; round < kRounds; ++round) {
@@ -326,25 +388,26 @@ uint32_t Store::EvictForPage(uint32_t si, uint32_t* busy) {
         continue;
       }
       uint32_t ti = owner - 1;
-      if (ti >= h->nshards) {
+      if (ti >= l.nshards) {
         // A damaged owner word names no shard: nobody can own this page.
         if (Atomic(page(idx)->owner).compare_exchange_strong(owner, si + 1)) {
-          page(idx)->head = idx;
-          page(idx)->span = 0;
+          Atomic(page(idx)->head).store(idx, std::memory_order_relaxed);
+          Atomic(page(idx)->span).store(0, std::memory_order_relaxed);
+          Atomic(shard(si)->repairs).fetch_add(1, std::memory_order_relaxed);
           return idx;
         }
         continue;
       }
       if (ti != si) {
-        LockResult r = TryLock(&shard(ti)->mutex);
-        if (r == LockResult::kBusy || r == LockResult::kUnrecoverable) {
-          if (*busy == kNoPage && r == LockResult::kBusy) *busy = ti;
+        LockResult r = TryLock(&shard(ti)->mutex, &held_);
+        if (r != LockResult::kLocked && r != LockResult::kOwnerDied) {
+          if (*busy == kNoPage) *busy = ti;
           continue;
         }
         if (r == LockResult::kOwnerDied) {
-          DropShard(ti);
+          RepairShard(ti);
           MarkConsistent(&shard(ti)->mutex);
-          Unlock(&shard(ti)->mutex);
+          Unlock(&shard(ti)->mutex, &held_);
           uint32_t p = TakeFreePages(si, 1);
           if (p != kNoPage) return p;
           progress = true;
@@ -353,11 +416,9 @@ uint32_t Store::EvictForPage(uint32_t si, uint32_t* busy) {
       }
       Evicted result = Evicted::kDamaged;
       Page* p = page(idx);
-      if (Atomic(p->owner).load(std::memory_order_relaxed) == ti + 1 && p->span > 0 &&
-          p->head == idx) {
+      if (Load(p->owner) == ti + 1 && Load(p->span) > 0 && Load(p->head) == idx)
         result = EvictSpan(ti, idx, idx, idx + 1, si + 1, second_chance);
-      }
-      if (ti != si) Unlock(&shard(ti)->mutex);
+      if (ti != si) Unlock(&shard(ti)->mutex, &held_);
       if (result == Evicted::kFreed) return idx;
       progress = true;
       uint32_t q = TakeFreePages(si, 1);
@@ -370,158 +431,166 @@ uint32_t Store::EvictForPage(uint32_t si, uint32_t* busy) {
   // Nothing evictable although no page is free: the page records are
   // damaged (in a sound segment every owned page belongs to a span). Drop a
   // shard that owns pages; that frees all of them.
-  for (uint32_t j = 0; j < h->npages; ++j) {
-    uint32_t owner = Atomic(page(j)->owner).load(std::memory_order_relaxed);
-    if (owner == 0 || owner > h->nshards) continue;
+  for (uint32_t j = 0; j < l.npages; ++j) {
+    uint32_t owner = Load(page(j)->owner);
+    if (owner == 0 || owner > l.nshards) continue;
     uint32_t ti = owner - 1;
     if (ti != si) {
-      LockResult r = TryLock(&shard(ti)->mutex);
-      if (r == LockResult::kBusy) {
+      LockResult r = TryLock(&shard(ti)->mutex, &held_);
+      if (r != LockResult::kLocked && r != LockResult::kOwnerDied) {
         *busy = ti;
         return kNoPage;
       }
-      if (r == LockResult::kUnrecoverable) continue;
       if (r == LockResult::kOwnerDied) MarkConsistent(&shard(ti)->mutex);
     }
-    DropShard(ti);
-    if (ti != si) Unlock(&shard(ti)->mutex);
+    RepairShard(ti);
+    if (ti != si) Unlock(&shard(ti)->mutex, &held_);
     return TakeFreePages(si, 1);
   }
   return kNoPage;
 }
 
 // Frees `k` contiguous pages for shard `si` (lock held), evicting whatever
-// stands in the window that starts at the oldest span.
+// stands in the window that starts at the oldest span. Returns the first
+// page only once every page of the window is claimed by `si` (an eviction
+// that found `si` itself damaged drops it, and with it what was claimed:
+// the window is then claimed again).
 uint32_t Store::EvictForRun(uint32_t si, uint32_t k, uint32_t* busy) {
-  Header* h = header();
+  const Layout& l = L();
   *busy = kNoPage;
   uint32_t cands[kCandidates];
   uint32_t found = OldestSpans(cands);
   uint32_t start = found > 0 ? cands[0] : 0;
-  if (start + k > h->npages) start = h->npages - k;
+  if (uint64_t{start} + k > l.npages) start = l.npages - k;
   auto claimed = [&](uint32_t j) {
     Page* p = page(j);
-    return Atomic(p->owner).load(std::memory_order_relaxed) == si + 1 && p->span == 0 &&
-           p->head == j;
+    return Load(p->owner) == si + 1 && Load(p->span) == 0 && Load(p->head) == j;
   };
   auto release = [&]() {
     for (uint32_t j = start; j < start + k; ++j)
       if (claimed(j)) FreeSpan(j, 0);
   };
-  for (uint32_t j = start; j < start + k;) {
-    if (claimed(j)) {
-      ++j;
-      continue;
-    }
-    Page* p = page(j);
-    uint32_t owner = Atomic(p->owner).load(std::memory_order_acquire);
-    if (owner == 0) {
-      if (Atomic(p->owner).compare_exchange_strong(owner, si + 1)) {
-        p->head = j;
-        p->span = 0;
+  for (int round = 0; round < 4; ++round) {
+    uint64_t steps = 0;
+    for (uint32_t j = start; j < start + k && ++steps < 8ull * k + 64;) {
+      if (claimed(j)) {
         ++j;
-      }
-      continue;
-    }
-    uint32_t ti = owner - 1;
-    if (ti >= h->nshards) {
-      if (Atomic(p->owner).compare_exchange_strong(owner, si + 1)) {
-        p->head = j;
-        p->span = 0;
-        ++j;
-      }
-      continue;
-    }
-    if (ti != si) {
-      LockResult r = TryLock(&shard(ti)->mutex);
-      if (r == LockResult::kBusy || r == LockResult::kUnrecoverable) {
-        release();
-        *busy = r == LockResult::kBusy ? ti : kNoPage;
-        return kNoPage;
-      }
-      if (r == LockResult::kOwnerDied) {
-        DropShard(ti);
-        MarkConsistent(&shard(ti)->mutex);
-        Unlock(&shard(ti)->mutex);
         continue;
       }
-    }
-    if (Atomic(p->owner).load(std::memory_order_relaxed) == ti + 1) {
-      uint32_t head = p->head;
-      Page* hp = head < h->npages ? page(head) : nullptr;
-      if (hp != nullptr && Atomic(hp->owner).load(std::memory_order_relaxed) == ti + 1 &&
-          hp->span > 0 && head <= j && j < head + hp->span) {
-        EvictSpan(ti, head, start, start + k, si + 1, false);
-      } else {
-        // Ownership without a consistent span: the shard is damaged.
-        DropShard(ti);
+      Page* p = page(j);
+      uint32_t owner = Atomic(p->owner).load(std::memory_order_acquire);
+      if (owner == 0 || owner > l.nshards) {
+        // Free, or owned by no shard (damage): take it.
+        if (Atomic(p->owner).compare_exchange_strong(owner, si + 1)) {
+          Atomic(p->head).store(j, std::memory_order_relaxed);
+          Atomic(p->span).store(0, std::memory_order_relaxed);
+          ++j;
+        }
+        continue;
       }
+      uint32_t ti = owner - 1;
+      if (ti != si) {
+        LockResult r = TryLock(&shard(ti)->mutex, &held_);
+        if (r != LockResult::kLocked && r != LockResult::kOwnerDied) {
+          release();
+          *busy = ti;
+          return kNoPage;
+        }
+        if (r == LockResult::kOwnerDied) {
+          RepairShard(ti);
+          MarkConsistent(&shard(ti)->mutex);
+          Unlock(&shard(ti)->mutex, &held_);
+          continue;
+        }
+      }
+      if (Load(p->owner) == ti + 1) {
+        uint32_t head = Load(p->head);
+        Page* hp = head < l.npages ? page(head) : nullptr;
+        if (hp != nullptr && Load(hp->owner) == ti + 1 && Load(hp->span) > 0 && head <= j &&
+            j < uint64_t{head} + Load(hp->span)) {
+          EvictSpan(ti, head, start, start + k, si + 1, false);
+        } else {
+          // Ownership without a consistent span: the shard is damaged.
+          RepairShard(ti);
+        }
+      }
+      if (ti != si) Unlock(&shard(ti)->mutex, &held_);
     }
-    if (ti != si) Unlock(&shard(ti)->mutex);
+    bool all = true;
+    for (uint32_t j = start; j < start + k && all; ++j) all = claimed(j);
+    if (all) return start;
   }
-  return start;
+  release();
+  return kNoPage;
 }
 
 uint32_t Store::Allocate(uint32_t si, uint64_t bytes, uint32_t* busy) {
   Header* h = header();
+  const Layout& l = L();
   Shard* sh = shard(si);
-  uint32_t ps = h->page_size;
+  const uint64_t ps = l.page_size;
   *busy = kNoPage;
   uint32_t first;
   uint64_t off;
   if (bytes <= ps) {
     uint32_t cls = SizeClass(bytes);
-    uint32_t cur = sh->cur_page[cls];
+    uint32_t cur = Load(sh->cur_page[cls]);
     if (cur != kNoPage) {
-      Page* cp = cur < h->npages ? page(cur) : nullptr;
-      if (cp == nullptr || Atomic(cp->owner).load(std::memory_order_relaxed) != si + 1 ||
-          cp->span != 1) {
-        sh->cur_page[cls] = kNoPage;  // damaged: forget it, DropShard will reclaim
-      } else if (cp->used + bytes <= ps) {
-        off = uint64_t{cur} * ps + cp->used;
-        cp->used += static_cast<uint32_t>(bytes);
+      Page* cp = cur < l.npages ? page(cur) : nullptr;
+      uint64_t used = cp != nullptr ? Load(cp->used) : 0;
+      if (cp == nullptr || Load(cp->owner) != si + 1 || Load(cp->span) != 1 ||
+          Load(cp->head) != cur || used > ps) {
+        // Damaged: forget it; the shard is dropped when it is unlocked.
+        Atomic(sh->cur_page[cls]).store(kNoPage, std::memory_order_relaxed);
+        NoteDamage(si);
+      } else if (used + bytes <= ps) {
+        off = uint64_t{cur} * ps + used;
+        Atomic(cp->used).store(static_cast<uint32_t>(used + bytes), std::memory_order_relaxed);
         goto write;
       } else {
-        sh->cur_page[cls] = kNoPage;
-        if (cp->live == 0) FreeSpan(cur, 0);
+        Atomic(sh->cur_page[cls]).store(kNoPage, std::memory_order_relaxed);
+        if (Load(cp->live) == 0) FreeSpan(cur, 0);
       }
     }
     first = TakeFreePages(si, 1);
     if (first == kNoPage) first = EvictForPage(si, busy);
-    if (first == kNoPage) return 0;
+    if (first == kNoPage || first >= l.npages) return 0;
     CrashHere(CrashPoint::kAlloc);
     Page* p = page(first);
-    p->head = first;
-    p->used = static_cast<uint32_t>(bytes);
-    p->live = 0;
-    p->birth = Atomic(h->clock).fetch_add(1, std::memory_order_relaxed) + 1;
-    p->span = 1;
-    p->cls = cls;
-    sh->cur_page[cls] = first;
+    Atomic(p->head).store(first, std::memory_order_relaxed);
+    Atomic(p->used).store(static_cast<uint32_t>(bytes), std::memory_order_relaxed);
+    Atomic(p->live).store(0, std::memory_order_relaxed);
+    Atomic(p->birth).store(Atomic(h->clock).fetch_add(1, std::memory_order_relaxed) + 1,
+                           std::memory_order_relaxed);
+    Atomic(p->span).store(1, std::memory_order_relaxed);
+    Atomic(p->cls).store(cls, std::memory_order_relaxed);
+    Atomic(sh->cur_page[cls]).store(first, std::memory_order_relaxed);
     off = uint64_t{first} * ps;
   } else {
-    uint32_t k = static_cast<uint32_t>((bytes + ps - 1) / ps);
-    if (k > h->npages) return 0;
+    uint64_t k64 = (bytes + ps - 1) / ps;
+    if (k64 > l.npages) return 0;
+    uint32_t k = static_cast<uint32_t>(k64);
     first = TakeFreePages(si, k);
     if (first == kNoPage) first = EvictForRun(si, k, busy);
-    if (first == kNoPage) return 0;
+    if (first == kNoPage || uint64_t{first} + k > l.npages) return 0;
     for (uint32_t j = first + 1; j < first + k; ++j) {
-      page(j)->head = first;
-      page(j)->span = 0;
+      Atomic(page(j)->head).store(first, std::memory_order_relaxed);
+      Atomic(page(j)->span).store(0, std::memory_order_relaxed);
     }
     Page* p = page(first);
-    p->head = first;
-    p->used = static_cast<uint32_t>(bytes);
-    p->live = 0;
-    p->birth = Atomic(h->clock).fetch_add(1, std::memory_order_relaxed) + 1;
-    p->span = k;
-    p->cls = 1;
+    Atomic(p->head).store(first, std::memory_order_relaxed);
+    Atomic(p->used).store(static_cast<uint32_t>(bytes), std::memory_order_relaxed);
+    Atomic(p->live).store(0, std::memory_order_relaxed);
+    Atomic(p->birth).store(Atomic(h->clock).fetch_add(1, std::memory_order_relaxed) + 1,
+                           std::memory_order_relaxed);
+    Atomic(p->span).store(k, std::memory_order_relaxed);
+    Atomic(p->cls).store(1, std::memory_order_relaxed);
     off = uint64_t{first} * ps;
   }
 write:
   Entry* e = reinterpret_cast<Entry*>(heap() + off);
   std::memset(e, 0, kEntryBytes);
-  e->alloc = static_cast<uint32_t>(bytes);
+  Atomic(e->alloc).store(static_cast<uint32_t>(bytes), std::memory_order_relaxed);
   Untouch(off);
   return RefOf(off);
 }

@@ -257,6 +257,8 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
       v = static_cast<double>(r.length) * 8 + r.type;
     } else if (r.status == ReadStatus::kNeedBuffer) {
       v = -static_cast<double>(r.length) - 2;
+    } else if (r.status != ReadStatus::kMiss) {
+      ReadFailed(env, r.status);
     }
     return Napi::Number::New(env, v);
   }
@@ -264,7 +266,9 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
   Napi::Value Has(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     RequireOpen(env);
-    return Napi::Boolean::New(env, store_.Has(key_, KeyLength(info[0])));
+    ReadStatus st = store_.Has(key_, KeyLength(info[0]));
+    if (st != ReadStatus::kHit && st != ReadStatus::kMiss) ReadFailed(env, st);
+    return Napi::Boolean::New(env, st == ReadStatus::kHit);
   }
 
   // set(keyLength, type, valueLength, ttl, onlyIfAbsent[, buffer]) -> status
@@ -310,7 +314,9 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
   Napi::Value Delete(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     RequireOpen(env);
-    return Napi::Boolean::New(env, store_.Delete(key_, KeyLength(info[0])));
+    bool removed = false;
+    Status(env, store_.Delete(key_, KeyLength(info[0]), &removed));
+    return Napi::Boolean::New(env, removed);
   }
 
   // incr(keyLength, by, initial, ttl) -> status; the result is written as a
@@ -351,7 +357,9 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
     Napi::Env env = info.Env();
     RequireOpen(env);
     uint32_t klen = KeyLength(info[0]);
-    return Napi::Boolean::New(env, store_.Release(key_, klen, Token()));
+    bool released = false;
+    Status(env, store_.Release(key_, klen, Token(), &released));
+    return Napi::Boolean::New(env, released);
   }
 
   // keys(prefixLength) -> string[]; the prefix is in the key buffer.
@@ -360,7 +368,8 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
     RequireOpen(env);
     uint64_t plen = ToU64(info[0]);
     if (plen > key_cap_) Throw(env, Code::kInvalidKey, "bad prefix length");
-    std::vector<std::string> keys = store_.Keys(key_, static_cast<uint32_t>(plen));
+    std::vector<std::string> keys;
+    Status(env, store_.Keys(key_, static_cast<uint32_t>(plen), &keys));
     Napi::Array arr = Napi::Array::New(env, keys.size());
     for (size_t i = 0; i < keys.size(); ++i) arr.Set(i, Napi::String::New(env, keys[i]));
     return arr;
@@ -368,7 +377,7 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
 
   void Clear(const Napi::CallbackInfo& info) {
     RequireOpen(info.Env());
-    store_.Clear();
+    Status(info.Env(), store_.Clear());
   }
 
   Napi::Value GetStats(const Napi::CallbackInfo& info) {
@@ -403,7 +412,8 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
   Napi::Value Verify(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     RequireOpen(env);
-    std::vector<std::string> problems = store_.Verify();
+    std::vector<std::string> problems;
+    Status(env, store_.Verify(&problems));
     Napi::Array arr = Napi::Array::New(env, problems.size());
     for (size_t i = 0; i < problems.size(); ++i) arr.Set(i, Napi::String::New(env, problems[i]));
     return arr;
@@ -432,10 +442,15 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
     return token;
   }
 
-  Napi::Value Status(Napi::Env env, WriteStatus st) {
+  static Napi::Value Status(Napi::Env env, WriteStatus st) {
     switch (st) {
       case WriteStatus::kCorrupt:
-        Throw(env, Code::kCorrupt, "a shard mutex of the segment is unrecoverable");
+        Throw(env, Code::kCorrupt,
+              "a shard of the segment is damaged beyond repair (its mutex could not be taken, "
+              "or the damage keeps coming back)");
+      case WriteStatus::kTimeout:
+        Throw(env, Code::kTimeout,
+              "a live process has held a shard lock of the segment for too long");
       case WriteStatus::kNoSpace: Throw(env, Code::kNoSpace, "could not make room in the segment");
       case WriteStatus::kReadOnly:
         Throw(env, Code::kPermission,
@@ -443,6 +458,11 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
               "open");
       default: return Napi::Number::New(env, static_cast<int>(st));
     }
+  }
+
+  [[noreturn]] static void ReadFailed(Napi::Env env, ReadStatus st) {
+    Status(env, st == ReadStatus::kTimeout ? WriteStatus::kTimeout : WriteStatus::kCorrupt);
+    Throw(env, Code::kCorrupt, "unreachable");
   }
 
   Store store_;

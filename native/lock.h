@@ -1,6 +1,13 @@
 // Locks kept inside the segment: the per-shard robust process-shared mutex
 // that writers take, and the per-shard sequence counter that lets readers
 // copy an entry out without writing anything shared.
+//
+// The mutex lives in a file any process of the owner's uid may write, so
+// every word of it is hostile input: its kind may be damaged, its lock word
+// may name a thread that is gone (or never took it), and its robust-list
+// pointers (which glibc follows when it unlocks) may be rewritten while we
+// hold it. Lock() and Unlock() below check and repair all three; see
+// "Damage and lock recovery" in docs/design.md.
 #ifndef SHMCACHE_LOCK_H_
 #define SHMCACHE_LOCK_H_
 
@@ -8,6 +15,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string>
 
 #include "common.h"
 
@@ -19,19 +27,62 @@ int InitRobustMutex(pthread_mutex_t* mutex);
 
 enum class LockResult {
   kLocked,     // taken, state consistent
-  kOwnerDied,  // taken, previous owner died holding it: caller must repair
-               // the shard and then call MarkConsistent
-  kBusy,       // TryLock only: held by someone else
+  kOwnerDied,  // taken, previous owner died holding it (or the mutex was
+               // repaired): caller must drop the shard, then MarkConsistent
+  kBusy,       // TryLock only: held by someone else (or needs a repair)
   kUnrecoverable,
+  kTimeout,  // a live holder kept it for longer than the policy's wait
+};
+
+// How Lock() tells a lock word's owner from a dead one: the identity of the
+// segment file (a thread whose process does not map it cannot be inside),
+// and how long it waits for a holder that is alive.
+struct LockPolicy {
+  const void* base = nullptr;         // where the file is mapped
+  const std::string* path = nullptr;  // and its path (if /proc/self/maps fails)
+  bool resolved = false;              // dev/ino looked up (the first time they are needed)
+  bool known = false;                 // and found
+  uint64_t dev = 0, ino = 0;
+  int64_t wait_ms = 2000;  // a live holder longer than this: kTimeout
+  int64_t slice_ms = 50;   // owner checks between waits
+};
+
+// The robust-list links glibc wrote into each mutex this handle holds, in
+// locking order: put back before unlocking, because glibc's unlock follows
+// them (a pointer rewritten in the file would otherwise make it write
+// through it). At most two are held at once (a shard and an eviction victim).
+struct HeldLocks {
+  struct Held {
+    pthread_mutex_t* mutex;
+    void* prev;
+    void* next;
+  };
+  Held held[4];
+  int count = 0;
 };
 
 // Whether the mutex's lock word names a holder (glibc: __data.__lock).
 bool MutexHeld(const pthread_mutex_t* mutex);
+// Whether the mutex's kind is that of a fresh robust process-shared mutex.
+bool MutexKindIntact(const pthread_mutex_t* mutex);
 
-LockResult Lock(pthread_mutex_t* mutex);
-LockResult TryLock(pthread_mutex_t* mutex);
+// Takes the mutex: one trylock when it is free and sound; otherwise waits in
+// slices, recovering a lock whose owner is gone and repairing a damaged
+// mutex (both reported as kOwnerDied), or gives up with kTimeout.
+LockResult Lock(pthread_mutex_t* mutex, LockPolicy* policy, HeldLocks* held);
+// Never waits; a damaged mutex is kBusy (the caller then Lock()s it).
+LockResult TryLock(pthread_mutex_t* mutex, HeldLocks* held);
 void MarkConsistent(pthread_mutex_t* mutex);
-void Unlock(pthread_mutex_t* mutex);
+void Unlock(pthread_mutex_t* mutex, HeldLocks* held);
+
+// Whether thread `tid`, named by a lock word, cannot be inside the lock: no
+// such thread, a thread of a process that does not map the file, or this
+// very thread (which never waits for a lock it holds). False when it cannot
+// tell.
+bool OwnerGone(uint32_t tid, LockPolicy* policy);
+// The device and inode of the file mapped at `base` (from /proc/self/maps,
+// else a stat() of `path`).
+bool MappedFileIdentity(const void* base, const std::string& path, uint64_t* dev, uint64_t* ino);
 
 // Seqlock helpers on a shard's counter.
 inline uint32_t ReadBegin(uint32_t& seq) { return Atomic(seq).load(std::memory_order_acquire); }
@@ -57,7 +108,16 @@ inline void WriteReset(uint32_t& seq) {
   a.store((s | 1u) + 1u, std::memory_order_release);
 }
 
-inline void CpuRelax() { __builtin_ia32_pause(); }
+// A spin-wait hint: x86 `pause`, arm64 `yield`, nothing elsewhere.
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __asm__ __volatile__("pause" ::: "memory");
+#elif defined(__aarch64__) || defined(__arm__)
+  __asm__ __volatile__("yield" ::: "memory");
+#else
+  __asm__ __volatile__("" ::: "memory");
+#endif
+}
 
 }  // namespace shmcache
 

@@ -65,7 +65,9 @@ uint32_t EntryCopyCheck(const Entry& e, uint64_t key_hash, unsigned char* out,
 
 // Result of a read. For a hit, `type` and `length` describe what was copied
 // into the output buffer; kNeedBuffer asks for a buffer of `length` bytes.
-enum class ReadStatus { kMiss, kHit, kNeedBuffer };
+// kCorrupt and kTimeout: the shard's lock could not be taken (unrecoverable,
+// or a live holder kept it too long); the binding throws.
+enum class ReadStatus { kMiss, kHit, kNeedBuffer, kCorrupt, kTimeout };
 
 // What a handle's memo needs to trust a string it read, later, without
 // reading it again (see the page marks in segment.h). Indexes are into the
@@ -97,7 +99,8 @@ enum class WriteStatus {
   kNotNumber,  // incr(): the entry is not an integer
   kRange,      // incr(): the result leaves the safe integer range
   kMismatch,   // cas(): missing, not an integer, or not equal
-  kCorrupt,    // a shard mutex is unusable
+  kCorrupt,    // a shard mutex is unusable, or damage keeps coming back
+  kTimeout,    // a live process held a shard lock for too long
   kNoSpace,    // could not make room (should not happen below max_value)
   kReadOnly,   // the segment is mapped read-only
 };
@@ -142,14 +145,15 @@ class Store {
   // -1 when it has none.
   unsigned char* base() const { return seg_.base(); }
   int64_t memo_hits_offset() const;
-  bool Has(const unsigned char* key, uint32_t klen);
+  // kHit when a live value is there, read and checked as get() would.
+  ReadStatus Has(const unsigned char* key, uint32_t klen);
   // Starts fetching the first entry of `key`'s bucket chain, for a write
   // about to do other work first (a hint: it changes nothing).
   void PrefetchChain(uint64_t hash) const;
   // `hash` is KeyHash(key, klen), which the caller may have needed first.
   WriteStatus Set(uint64_t hash, const unsigned char* key, uint32_t klen, uint8_t type,
                   const unsigned char* value, uint64_t vlen, uint64_t ttl_ms, bool only_if_absent);
-  bool Delete(const unsigned char* key, uint32_t klen);
+  WriteStatus Delete(const unsigned char* key, uint32_t klen, bool* removed);
   WriteStatus Incr(const unsigned char* key, uint32_t klen, double by, double initial,
                    uint64_t ttl_ms, double* result);
   WriteStatus Cas(const unsigned char* key, uint32_t klen, double expected, double next);
@@ -157,35 +161,33 @@ class Store {
   // value is there; kMismatch: a live process holds the claim.
   WriteStatus Claim(const unsigned char* key, uint32_t klen, uint64_t token);
   // Drops the claim on `key` if it is still the one made with `token`.
-  bool Release(const unsigned char* key, uint32_t klen, uint64_t token);
-  std::vector<std::string> Keys(const unsigned char* prefix, uint32_t plen);
-  void Clear();
+  WriteStatus Release(const unsigned char* key, uint32_t klen, uint64_t token, bool* released);
+  WriteStatus Keys(const unsigned char* prefix, uint32_t plen, std::vector<std::string>* keys);
+  WriteStatus Clear();
   Stats GetStats();
-  std::vector<std::string> Verify();
+  WriteStatus Verify(std::vector<std::string>* problems);
 
-  uint64_t max_value() const { return header()->max_value; }
+  uint64_t max_value() const { return L().max_value; }
   uint64_t size() const { return seg_.size(); }
 
  private:
+  // The layout validated at open, in process memory: sizes, counts and
+  // offsets are never read from the mapping again.
+  const Layout& L() const { return seg_.layout(); }
   // Pointers into the mapping.
   Header* header() const { return seg_.header(); }
   Shard* shard(uint32_t i) const {
-    return reinterpret_cast<Shard*>(seg_.base() + header()->shards_off + i * kShardBytes);
+    return reinterpret_cast<Shard*>(seg_.base() + L().shards_off + uint64_t{i} * kShardBytes);
   }
   uint32_t* buckets(uint32_t i) const {
-    return reinterpret_cast<uint32_t*>(seg_.base() + header()->buckets_off) +
-           uint64_t{i} * header()->buckets;
+    return reinterpret_cast<uint32_t*>(seg_.base() + L().buckets_off) + uint64_t{i} * L().buckets;
   }
-  Page* page(uint32_t i) const {
-    return reinterpret_cast<Page*>(seg_.base() + header()->pages_off) + i;
-  }
-  Slot* slot(uint32_t i) const {
-    return reinterpret_cast<Slot*>(seg_.base() + header()->slots_off) + i;
-  }
-  unsigned char* heap() const { return seg_.base() + header()->heap_off; }
+  Page* page(uint32_t i) const { return reinterpret_cast<Page*>(seg_.base() + L().pages_off) + i; }
+  Slot* slot(uint32_t i) const { return reinterpret_cast<Slot*>(seg_.base() + L().slots_off) + i; }
+  unsigned char* heap() const { return seg_.base() + L().heap_off; }
   // Page `i`'s epoch, then its version (see segment.h).
   uint32_t* marks(uint32_t i) const {
-    return reinterpret_cast<uint32_t*>(seg_.base() + header()->marks_off) + uint64_t{i} * 2;
+    return reinterpret_cast<uint32_t*>(seg_.base() + L().marks_off) + uint64_t{i} * 2;
   }
   // Before bytes of page `i` that held entries may hold anything else.
   void BumpEpoch(uint32_t i) const {
@@ -199,59 +201,93 @@ class Store {
   // Access hints: bit (offset / 64) is set by readers of the entry at that
   // heap offset and gives it a second chance at eviction. The bitmap is never
   // reused for anything else, so a stale reader setting a bit is harmless.
-  uint8_t* access_bits() const { return seg_.base() + header()->access_off; }
+  uint8_t* access_bits() const { return seg_.base() + L().access_off; }
   void Touch(uint64_t heap_off) const;
   bool Touched(uint64_t heap_off) const;
   void Untouch(uint64_t heap_off) const;
-  uint64_t heap_bytes() const { return uint64_t{header()->npages} * header()->page_size; }
+  uint64_t heap_bytes() const { return uint64_t{L().npages} * L().page_size; }
 
   // Refs are 1 + (heap offset / 8). Returns null unless an entry header and
   // `extra` following bytes fit inside the heap.
   Entry* EntryAt(uint32_t ref, uint64_t extra = 0) const;
   uint32_t RefOf(uint64_t heap_off) const { return static_cast<uint32_t>(heap_off / 8 + 1); }
   uint64_t OffsetOf(uint32_t ref) const { return (uint64_t{ref} - 1) * 8; }
+  // Copies the entry header at `e` into `out`, each 8-byte word read once
+  // (another process may rewrite it meanwhile: every check and every use
+  // then see the same value).
+  static void LoadHeader(const Entry* e, Entry* out) {
+    const uint64_t* src = reinterpret_cast<const uint64_t*>(e);
+    uint64_t words[kEntryBytes / 8];
+    for (uint32_t i = 0; i < kEntryBytes / 8; ++i)
+      words[i] = Atomic(const_cast<uint64_t&>(src[i])).load(std::memory_order_relaxed);
+    std::memcpy(out, words, kEntryBytes);
+  }
+  // Whether a linked entry's header, as copied, is one shard `si` could
+  // have written: plausible lengths, an `alloc` that covers them, linked,
+  // and every byte of it in pages the shard owns.
+  bool Sound(uint32_t si, uint32_t ref, const Entry& e) const;
   // True when the entry's whole span lies in pages owned by `shard_index`.
   bool OwnedBy(uint32_t ref, uint64_t bytes, uint32_t shard_index) const;
   // Whether `page_index` is one of the shard's current pages.
   static bool IsCurrent(const Shard* sh, uint32_t page_index) {
-    return sh->cur_page[0] == page_index || sh->cur_page[1] == page_index;
+    return Load(sh->cur_page[0]) == page_index || Load(sh->cur_page[1]) == page_index;
+  }
+  // One relaxed read of a word of the mapping.
+  template <typename T>
+  static T Load(const T& v) {
+    return Atomic(const_cast<T&>(v)).load(std::memory_order_relaxed);
   }
 
-  // Locks shard `i`, repairing it if its last owner died. False when the
-  // mutex is unrecoverable.
+  // Locks shard `i`, repairing it if its last owner died or its mutex was
+  // damaged. False when it cannot be taken (lock_error_ says why: kCorrupt
+  // or kTimeout).
   bool LockShard(uint32_t i);
-  void UnlockShard(uint32_t i) { Unlock(&shard(i)->mutex); }
+  // Unlocks it; damage noted meanwhile (NoteDamage) drops the shard first.
+  void UnlockShard(uint32_t i) {
+    if (__builtin_expect(damaged_ == i, 0)) RepairShard(i);
+    Unlock(&shard(i)->mutex, &held_);
+  }
   // Drops every entry of shard `i` and frees its pages. Caller holds the lock.
   void DropShard(uint32_t i);
+  // DropShard() because damage was found there, counted in Shard::repairs.
+  void RepairShard(uint32_t i);
+  // Damage found where the operation can go on: the shard is dropped when
+  // it is unlocked.
+  void NoteDamage(uint32_t i) { damaged_ = i; }
+  ReadStatus LockFailure() const {
+    return lock_error_ == WriteStatus::kTimeout ? ReadStatus::kTimeout : ReadStatus::kCorrupt;
+  }
 
   // Looks `key` up under the shard lock. `*link` is where the entry's ref is
-  // stored (bucket or previous entry's next). Returns 0 when absent; sets
+  // stored (bucket or previous entry's next), `*found` a copy of its header
+  // (Sound, and its key and value fit the heap). Returns 0 when absent; sets
   // *corrupt when the chain is damaged.
   uint32_t Find(uint32_t si, uint64_t hash, const unsigned char* key, uint32_t klen,
-                uint32_t** link, bool* corrupt);
+                uint32_t** link, Entry* found, bool* corrupt);
   bool IsLive(const Entry* e, uint64_t now) const;
-  // Whether the entry holds a float64, and its value (the caller checked that
-  // its key and 8 value bytes fit the heap).
-  static bool NumberIn(const Entry* e, double* v) {
-    if (e->type != kNumber || e->value_len != 8) return false;
-    std::memcpy(v, reinterpret_cast<const unsigned char*>(e + 1) + e->key_len, 8);
+  // Whether the entry holds a float64, and its value (Find checked that its
+  // key and value fit the heap).
+  bool NumberIn(uint32_t ref, const Entry& e, double* v) const {
+    if (e.type != kNumber || e.value_len != 8) return false;
+    std::memcpy(v, heap() + OffsetOf(ref) + kEntryBytes + e.key_len, 8);
     return true;
   }
   // Rewrites a number entry's value in place (lock held), readers fenced off.
-  void UpdateNumber(Shard* sh, Entry* e, const unsigned char* key, double next);
-  // Whether the entry's checksum holds (bounds already checked by Find).
-  bool Intact(const Entry* e) const {
-    const unsigned char* k = reinterpret_cast<const unsigned char*>(e + 1);
-    return EntryCheck(*e, k, k + e->key_len) == e->check;
+  void UpdateNumber(Shard* sh, uint32_t ref, const Entry& e, uint64_t key_hash, double next);
+  // Whether the entry's checksum holds (`e` its header as Find copied it).
+  bool Intact(uint32_t ref, const Entry& e, uint64_t key_hash) const {
+    const unsigned char* value = heap() + OffsetOf(ref) + kEntryBytes + e.key_len;
+    return EntryCheck(e, key_hash, value) == e.check;
   }
   // Find() for operations that read the entry they find: a damaged chain or
   // entry drops the shard, and the key counts as absent.
   uint32_t FindIntact(uint32_t si, uint64_t hash, const unsigned char* key, uint32_t klen,
-                      uint32_t** link);
+                      uint32_t** link, Entry* found);
   // Live and holding a value (not a remember() claim).
   bool IsValue(const Entry* e, uint64_t now) const { return e->type != kClaim && IsLive(e, now); }
-  // Removes a linked entry (caller between WriteBegin/WriteEnd).
-  void Unlink(uint32_t si, uint32_t* link, uint32_t ref);
+  // Removes a linked entry whose header Find copied into `e` (caller between
+  // WriteBegin/WriteEnd). Counters that would go below zero are damage.
+  void Unlink(uint32_t si, uint32_t* link, uint32_t ref, const Entry& e);
   // Removes expired and stale entries from one bucket of the shard.
   void SweepStep(uint32_t si, uint64_t now);
   // Inserts a new entry for the key, replacing any old one. Lock held.
@@ -264,6 +300,12 @@ class Store {
                        uint32_t klen, bool copy, Entry* found, uint32_t* found_ref) const;
   ReadResult LockedGet(uint32_t si, uint64_t hash, const unsigned char* key, uint32_t klen,
                        unsigned char* out, uint64_t cap, bool copy);
+  // keys() of a read-only handle: lock-free, each bucket copied under the
+  // shard's sequence (retried while writers change it).
+  WriteStatus KeysReadOnly(const unsigned char* prefix, uint32_t plen,
+                           std::vector<std::string>* keys);
+  // verify() of one shard; `repair`: drop it if damaged (lock held).
+  void VerifyShard(uint32_t si, std::vector<uint64_t>* live, std::vector<std::string>* problems);
   void CountRead(bool hit);
   // attach.cc
   void ClaimSlot();
@@ -272,11 +314,9 @@ class Store {
   void Reset();
 
   uint32_t ShardOf(uint64_t hash) const {
-    return static_cast<uint32_t>(hash >> 40) & (header()->nshards - 1);
+    return static_cast<uint32_t>(hash >> 40) & (L().nshards - 1);
   }
-  uint32_t BucketOf(uint64_t hash) const {
-    return static_cast<uint32_t>(hash) & (header()->buckets - 1);
-  }
+  uint32_t BucketOf(uint64_t hash) const { return static_cast<uint32_t>(hash) & (L().buckets - 1); }
 
   // alloc.cc
   // Reserves `bytes` for a new entry of shard `si` and writes a dead entry
@@ -288,13 +328,15 @@ class Store {
   void FreeSpan(uint32_t head, uint32_t new_owner);
   // Called after an entry in page span `head` died.
   void AfterUnlink(uint32_t si, uint32_t head);
-  uint32_t HeadOf(uint32_t ref) const;
+  // The head page of the span holding `ref`, if that span is shard `si`'s
+  // and holds the page; kNoPage otherwise.
+  uint32_t HeadOf(uint32_t si, uint32_t ref) const;
   uint32_t TakeFreePages(uint32_t si, uint32_t k);
   enum class Evicted { kFreed, kCompacted, kDamaged };
   Evicted EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_t hi, uint32_t to,
                     bool second_chance);
   uint32_t OldestSpans(uint32_t* out);
-  void PlaceKept(uint32_t ti, uint64_t dst, uint32_t bytes);
+  void PlaceKept(uint32_t ti, uint64_t dst, uint64_t bytes);
   uint32_t EvictForPage(uint32_t si, uint32_t* busy);
   uint32_t EvictForRun(uint32_t si, uint32_t k, uint32_t* busy);
 
@@ -303,6 +345,10 @@ class Store {
   bool unslotted_ = false;  // counted in Header::unslotted
   uint32_t pid_ = 0;
   std::vector<unsigned char> scratch_;  // page-sized, for compaction
+  LockPolicy policy_;
+  HeldLocks held_;
+  WriteStatus lock_error_ = WriteStatus::kOk;  // why LockShard() last failed
+  uint32_t damaged_ = kNoPage;                 // shard to drop at unlock
 };
 
 // The shard a key lives in, for a segment of `nshards` shards (tests).
