@@ -564,12 +564,25 @@ bool Segment::Open(const OpenRequest& req, Error* error, bool* created) {
 // would have come through here first, under the file lock, and renewed
 // them), so they are initialized again; the shards whose lock was held or
 // whose sequence was odd may be half-changed and are dropped by the caller.
+// A boot id is only a word in a file its owner may rewrite, though: if a
+// slot names a process that is alive now (same pid, same start time), the
+// segment is in use in this boot and its mutexes are left alone (a
+// re-initialized mutex under a live holder or waiter is glibc bug 14485);
+// only the boot id is put right.
 bool Segment::RenewLocks(Error* error) {
   Header* h = header();
+  for (uint32_t i = 0; i < kSlots; ++i) {
+    const Slot* slot = reinterpret_cast<const Slot*>(base_ + layout_.slots_off) + i;
+    uint32_t pid = Atomic(const_cast<uint32_t&>(slot->pid)).load(std::memory_order_acquire);
+    uint64_t start = Atomic(const_cast<uint64_t&>(slot->start)).load(std::memory_order_relaxed);
+    if (pid != 0 && start != 0 && MayBeAlive(static_cast<pid_t>(pid), start)) {
+      std::memcpy(h->boot_id, BootId(), sizeof h->boot_id);
+      return true;
+    }
+  }
   for (uint32_t i = 0; i < layout_.nshards; ++i) {
     Shard* s = reinterpret_cast<Shard*>(base_ + layout_.shards_off + uint64_t{i} * kShardBytes);
-    static const pthread_mutex_t kIdle = {};
-    bool held = std::memcmp(&s->mutex, &kIdle, sizeof kIdle) != 0 && MutexHeld(&s->mutex);
+    bool held = MutexHeld(&s->mutex);
     if (held || (Atomic(s->seq).load() & 1) != 0) stale_shards_.push_back(i);
     int rc = InitRobustMutex(&s->mutex);
     if (rc != 0)

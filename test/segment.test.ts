@@ -16,7 +16,7 @@ import {
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { afterAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Cache, ShmCacheError } from '../esm/index.mjs';
 import { isRoot, openInChild, runFixture, tempDir, waitUntil } from './helpers';
 
@@ -240,6 +240,45 @@ describe('ERR_SHMCACHE_CORRUPT', () => {
   });
 });
 
+describe('a segment from another boot', () => {
+  const SHARDS_OFF = 4096; // the first shard's mutex; its lock word is its first int
+  const BOOT_ID_OFF = 304;
+  const bootId = () => Buffer.from(readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim().replace(/-/g, ''), 'hex');
+
+  test('gets new locks at open: a lock word naming a thread of that boot blocks nothing, and the boot id is ours again', () => {
+    const path = makeSegment();
+    expect(readFileSync(path).subarray(BOOT_ID_OFF, BOOT_ID_OFF + 16).equals(bootId())).toBe(true);
+    poke(path, BOOT_ID_OFF, randomBytes(16)); // as if made before a reboot
+    poke(path, SHARDS_OFF, Buffer.from([0x39, 0x30, 0, 0])); // held by thread 12345 of that boot
+    const c = new Cache({ path, size: '1MB', stamp: false }).open();
+    const file = readFileSync(path);
+    expect(file.readUInt32LE(SHARDS_OFF)).toBe(0);
+    expect(file.subarray(BOOT_ID_OFF, BOOT_ID_OFF + 16).equals(bootId())).toBe(true);
+    for (let i = 0; i < 64; i++) c.set(`k${i}`, i); // every shard, the first one too
+    for (let i = 0; i < 64; i++) expect(c.get(`k${i}`)).toBe(i);
+    expect(c.verify()).toEqual({ ok: true, problems: [] });
+    c.close();
+  });
+
+  test('a boot id rewritten in a segment a live process uses renews nothing (its mutexes may be in use)', async () => {
+    const path = makeSegment();
+    const holder = spawn(process.execPath, [join(__dirname, 'fixtures', 'pg-holder.mjs'), path], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((resolve) => holder.stdout!.once('data', () => resolve()));
+      poke(path, BOOT_ID_OFF, randomBytes(16));
+      poke(path, SHARDS_OFF, Buffer.from([0x39, 0x30, 0, 0]));
+      const c = new Cache({ path, size: '1MB', stamp: false }).open();
+      const file = readFileSync(path);
+      expect(file.readUInt32LE(SHARDS_OFF), 'a mutex was re-initialized beside a live user').toBe(12345);
+      expect(file.subarray(BOOT_ID_OFF, BOOT_ID_OFF + 16).equals(bootId())).toBe(true);
+      c.close();
+      poke(path, SHARDS_OFF, Buffer.alloc(4)); // leave the holder a sound lock
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  });
+});
+
 describe('a file cut short under a live mapping', () => {
   // The file's owner may truncate it while any process (a root tool, say)
   // has it mapped: touching a page past the new end would be a SIGBUS.
@@ -295,8 +334,10 @@ describe('ERR_SHMCACHE_IO and ERR_SHMCACHE_TIMEOUT', () => {
 
 describe.runIf(isRoot)('ERR_SHMCACHE_NO_SPACE', () => {
   const mnt = join(tmp.dir, 'small-fs');
-  mkdirSync(mnt);
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt]);
+  beforeAll(() => {
+    mkdirSync(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt]);
+  });
   afterAll(() => {
     execFileSync('umount', [mnt]);
   });
