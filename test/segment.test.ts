@@ -240,6 +240,48 @@ describe('ERR_SHMCACHE_CORRUPT', () => {
   });
 });
 
+describe.runIf(isRoot)('a segment on a read-only mount', () => {
+  const mnt = join(tmp.dir, 'ro-fs');
+  beforeAll(() => {
+    mkdirSync(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt]);
+  });
+  afterAll(() => {
+    execFileSync('umount', [mnt]);
+  });
+
+  test('attaches read-only: reads work, writes are PERMISSION (EROFS), nothing in the file changes', async () => {
+    const path = join(mnt, 'site.shm');
+    const c = new Cache({ path, size: '1MB', stamp: false });
+    for (let i = 0; i < 50; i++) c.set(`k${i}`, `v${i}`);
+    c.set('n', 7);
+    c.close();
+    execFileSync('mount', ['-o', 'remount,ro', mnt]);
+    try {
+      const before = readFileSync(path);
+      // Default options: a newer process group, which must not try to reset.
+      const r = await openInChild(path, {}, [['get', 'k3'], ['has', 'k4'], ['get', 'n'], ['get', 'missing'], ['keys', 'k4']]);
+      expect(r).toMatchObject({ ok: true, results: ['v3', true, 7, null, ['k4']] });
+      const ro = new Cache({ path, size: '1MB' });
+      expect(ro.get('k1')).toBe('v1');
+      for (const write of [() => ro.set('k1', 'x'), () => ro.delete('k1'), () => ro.incr('n'), () => ro.clear()]) {
+        try {
+          write();
+          throw new Error('a write to a read-only segment did not throw');
+        } catch (e) {
+          expect(e).toMatchObject({ code: 'ERR_SHMCACHE_PERMISSION', errno: 30 });
+        }
+      }
+      expect(ro.get('k1')).toBe('v1');
+      expect(ro.verify().ok).toBe(true);
+      ro.close();
+      expect(readFileSync(path).equals(before)).toBe(true);
+    } finally {
+      execFileSync('mount', ['-o', 'remount,rw', mnt]);
+    }
+  });
+});
+
 describe('a segment from another boot', () => {
   const SHARDS_OFF = 4096; // the first shard's mutex; its lock word is its first int
   const BOOT_ID_OFF = 304;
