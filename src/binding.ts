@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ShmCacheError } from './errors';
 
@@ -56,26 +57,111 @@ export interface Binding {
   abiVersion: number;
 }
 
-const addonPath = path.join(__dirname, '..', 'build', 'Release', 'shmcache.node');
+/** The package folder: node-gyp-build looks in its build/Release, then its prebuilds/. */
+const root = path.join(__dirname, '..');
 
+interface NodeGypBuild {
+  (dir: string): unknown;
+  /** The addon file that would load: build/Release first, then a matching prebuild; throws when none. */
+  resolve(dir: string): string;
+}
+
+/**
+ * Loads the addon: a freshly compiled build/Release/shmcache.node wins (a
+ * contributor's build, or the fallback compile of `npm install`), else the
+ * prebuild for this platform, arch and libc that ships in the package
+ * (prebuilds/linux-x64/shmcache.glibc.node). If a compiled addon is
+ * there but fails to load (copied from another machine, say), the matching
+ * prebuild is tried before giving up.
+ */
 function load(): Binding {
   let binding: Binding;
+  let file: string | undefined;
   try {
-    binding = require(addonPath) as Binding;
+    const nodeGypBuild = require('node-gyp-build') as NodeGypBuild;
+    file = nodeGypBuild.resolve(root);
+    try {
+      binding = require(file) as Binding;
+    } catch (err) {
+      const prebuild = prebuildFor(libc());
+      if (!file.startsWith(path.join(root, 'build') + path.sep) || prebuild === undefined) throw err;
+      binding = require(prebuild) as Binding;
+      process.emitWarning(
+        `shmcache: ${file} could not be loaded (${(err as Error).message.split('\n')[0]}); using the prebuilt ${prebuild}`,
+      );
+    }
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    const why =
-      e.code === 'MODULE_NOT_FOUND'
-        ? `the native addon ${addonPath} is missing (it is built when the package is installed)`
-        : `the native addon ${addonPath} could not be loaded (${e.message}); it may have been built for another Node.js version`;
-    throw new ShmCacheError(
-      'ERR_SHMCACHE_IO',
-      `shmcache: ${why}. Run \`npm rebuild shmcache\` (needs python3, make and a C++ compiler) and try again.`,
-      { cause: err },
-    );
+    throw new ShmCacheError('ERR_SHMCACHE_IO', loadFailure(err, file), { cause: err });
   }
   binding.setErrorClass(ShmCacheError);
   return binding;
+}
+
+/** The prebuild for this platform and arch whose libc tag (if it has one) is `kind`. */
+function prebuildFor(kind: string): string | undefined {
+  const dir = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir).sort();
+  } catch {
+    return undefined;
+  }
+  const name = names.find((n) => {
+    const tags = n.split('.');
+    return tags.pop() === 'node' && !tags.some((t) => (t === 'glibc' || t === 'musl') && t !== kind);
+  });
+  return name === undefined ? undefined : path.join(dir, name);
+}
+
+function exists(file: string): boolean {
+  try {
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** 'glibc' or 'musl', as node-gyp-build tells them apart (LIBC, else Alpine's marker file). */
+function libc(): string {
+  return process.env.LIBC ?? (exists('/etc/alpine-release') ? 'musl' : 'glibc');
+}
+
+/** What was looked for, what was found, and what to run. */
+function loadFailure(err: unknown, file: string | undefined): string {
+  const list = (dir: string, depth: number): string[] => {
+    let names: string[];
+    try {
+      names = fs.readdirSync(dir).sort();
+    } catch {
+      return [];
+    }
+    return names.flatMap((n) => {
+      const sub = path.join(dir, n);
+      const isDir = depth > 0 && fs.statSync(sub, { throwIfNoEntry: false })?.isDirectory();
+      return isDir ? list(sub, depth - 1).map((m) => `${n}/${m}`) : [n];
+    });
+  };
+  const prebuilds = list(path.join(root, 'prebuilds'), 1);
+  const built = list(path.join(root, 'build', 'Release'), 0).filter((n) => n.endsWith('.node'));
+  let glibc: string | undefined;
+  try {
+    glibc = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header
+      ?.glibcVersionRuntime;
+  } catch {}
+  const kind = libc();
+  const target =
+    `${process.platform}-${process.arch}, ${kind}${kind === 'glibc' && glibc ? ` ${glibc}` : ''}, ` +
+    `Node.js ${process.versions.node} (Node-API ${process.versions.napi ?? '?'}, ABI ${process.versions.modules})`;
+  const reason = (err as Error)?.message?.split('\n')[0] ?? String(err);
+  return [
+    `shmcache: the native addon could not be loaded.`,
+    `  looked for: build/Release/shmcache.node, or prebuilds/${process.platform}-${process.arch}/shmcache.${kind}.node, in ${root}`,
+    `  this system: ${target}`,
+    `  found: build/Release: ${built.join(', ') || 'nothing'}; prebuilds: ${prebuilds.join(', ') || 'nothing'}`,
+    file ? `  ${file} failed: ${reason}` : `  ${reason}`,
+    `The prebuilt addons are for linux-x64 and linux-arm64 with glibc 2.34 or newer and Node-API 8 (Node.js 20 or newer).`,
+    `Anywhere else, compile one: run \`npm rebuild shmcache\` (it needs python3, make and g++), then try again.`,
+  ].join('\n');
 }
 
 /** Loaded once when the package loads: before any chroot, as it must be. */
