@@ -15,6 +15,8 @@
 //   SHMCACHE_PREBUILD_ARCHS  comma-separated archs to build (default: this
 //                            machine's, plus arm64 when its cross compiler is
 //                            found); an arch that cannot be built is an error.
+//   SHMCACHE_PREBUILD_OUT    the folder prebuilds/ is written in (default: the
+//                            package root).
 //   npm_config_nodedir       Node headers to build against (npm passes the
 //                            `nodedir` config); else node-gyp downloads the
 //                            headers of this Node version.
@@ -25,6 +27,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const out = path.resolve(process.env.SHMCACHE_PREBUILD_OUT ?? root);
 const cross = { arm64: 'aarch64-linux-gnu-', x64: 'x86_64-linux-gnu-' };
 
 function has(cmd) {
@@ -39,11 +42,32 @@ if (!requested && !archs.includes('arm64')) {
   console.warn('prebuild: no linux-arm64 prebuild (install g++-aarch64-linux-gnu to make one)');
 }
 
+// Build against this Node's own headers when they are installed beside it
+// (or in node-gyp's cache), so that no download is needed.
+if (!process.env.npm_config_nodedir) {
+  const v = process.versions.node;
+  const candidates = [
+    path.dirname(path.dirname(process.execPath)),
+    process.config.variables.node_prefix,
+    path.join(os.homedir(), '.cache', 'node-gyp', v),
+  ].filter(Boolean);
+  const headers = candidates.find((dir) => {
+    try {
+      const h = fs.readFileSync(path.join(dir, 'include', 'node', 'node_version.h'), 'utf8');
+      const part = (name) => h.match(new RegExp(`#define NODE_${name}_VERSION (\\d+)`))?.[1];
+      return `${part('MAJOR')}.${part('MINOR')}.${part('PATCH')}` === v;
+    } catch {
+      return false;
+    }
+  });
+  if (headers) process.env.npm_config_nodedir = headers;
+}
+
 // This machine's arch goes last: prebuildify leaves it in the scratch build/.
 archs.sort((a, b) => (a === os.arch()) - (b === os.arch()));
 
 // Only what is built now ships.
-fs.rmSync(path.join(root, 'prebuilds'), { recursive: true, force: true });
+fs.rmSync(path.join(out, 'prebuilds'), { recursive: true, force: true });
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'shmcache-prebuild-'));
 try {
@@ -63,7 +87,7 @@ try {
       '--tag-libc',
       `--target=node@${process.versions.node}`,
       `--arch=${arch}`,
-      `--out=${root}`,
+      `--out=${out}`,
     ];
     if (arch !== os.arch()) {
       const prefix = cross[arch];
@@ -83,9 +107,9 @@ try {
   fs.rmSync(work, { recursive: true, force: true });
 }
 
-for (const dir of fs.readdirSync(path.join(root, 'prebuilds')).sort()) {
-  for (const file of fs.readdirSync(path.join(root, 'prebuilds', dir))) {
-    const full = path.join(root, 'prebuilds', dir, file);
-    console.log(`prebuild: ${path.relative(root, full)} (${fs.statSync(full).size} bytes)`);
+for (const dir of fs.readdirSync(path.join(out, 'prebuilds')).sort()) {
+  for (const file of fs.readdirSync(path.join(out, 'prebuilds', dir))) {
+    const full = path.join(out, 'prebuilds', dir, file);
+    console.log(`prebuild: ${path.relative(out, full)} (${fs.statSync(full).size} bytes)`);
   }
 }
