@@ -1,0 +1,73 @@
+/**
+ * Attaching to a segment the way every command and the status server do:
+ * `{ create: false, stamp: false }` (never create, never reset, never grow),
+ * and as the file's owner.
+ *
+ * The file rules refuse a segment not owned by the process's effective uid
+ * (ERR_SHMCACHE_PERMISSION). A root (or CAP_SETUID + CAP_SETGID) process
+ * reading a tenant's file therefore takes the owner's effective uid and gid
+ * for the open() alone, then takes its own back: the mapping stays usable.
+ * Root thus never opens a tenant's file, or walks a tenant's folders, with
+ * root's rights. The switch is process-wide (the kernel applies it to every
+ * thread): nothing else may run meanwhile, which holds for a synchronous
+ * open() on the main thread (the server reads its static files into memory
+ * at start, so no libuv thread touches the file system for it).
+ */
+import { lstatSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Cache } from '../index';
+
+/** Runs `fn` with the effective uid and gid of `path`'s owner when they differ from ours and we may switch. */
+export function asOwnerOf<T>(path: string, fn: () => T): T {
+  let owner: { uid: number; gid: number };
+  try {
+    owner = lstatSync(path);
+  } catch {
+    return fn(); // missing or unreadable: the core says which, naming the path
+  }
+  const euid = process.geteuid!();
+  const egid = process.getegid!();
+  if (owner.uid === euid) return fn();
+  try {
+    process.setegid!(owner.gid);
+  } catch {
+    return fn(); // not privileged: the core refuses the foreign file (PERMISSION)
+  }
+  try {
+    process.seteuid!(owner.uid);
+  } catch {
+    restore(euid, egid);
+    return fn();
+  }
+  try {
+    return fn();
+  } finally {
+    restore(euid, egid);
+  }
+}
+
+function restore(euid: number, egid: number): void {
+  try {
+    process.seteuid!(euid); // first: it brings back the right to set the gid
+    process.setegid!(egid);
+  } catch (err) {
+    // Never go on running as a tenant.
+    process.stderr.write(`shmcache: cannot take back uid ${euid} / gid ${egid}: ${(err as Error).message}\n`);
+    process.abort();
+  }
+}
+
+/** The time a command waits for a segment's file lock unless SHMCACHE_LOCK_TIMEOUT_MS says otherwise. */
+export function defaultLockWait(ms: number): void {
+  if (process.env.SHMCACHE_LOCK_TIMEOUT_MS === undefined) process.env.SHMCACHE_LOCK_TIMEOUT_MS = String(ms);
+}
+
+/** An open Cache on `path`: attach only, never reset, as the file's owner. */
+export function attach(path: string): Cache {
+  const file = resolve(path);
+  // Loaded here, not at start: `--help` works even when the addon does not load.
+  const { Cache: CacheClass } = require('../index') as typeof import('../index');
+  const cache = new CacheClass({ path: file, create: false, stamp: false });
+  asOwnerOf(file, () => cache.open());
+  return cache;
+}

@@ -1,0 +1,42 @@
+import { attach } from './attach';
+import { bytes, count, json, painter, table, ttl, visible, wantsColour } from './format';
+import { entryInfo, sortedKeys, type EntryInfo } from './inspect';
+import { LARGE_BYTES, LARGE_ENTRIES, Progress } from './progress';
+
+export interface KeysOptions {
+  limit?: number;
+  json?: boolean;
+}
+
+export function keysCommand(path: string, prefix: string | undefined, opts: KeysOptions): number {
+  const cache = attach(path);
+  try {
+    const progress = new Progress();
+    const s = cache.stats();
+    const large = s.entries >= LARGE_ENTRIES || s.size >= LARGE_BYTES;
+    if (large) progress.show(`listing keys of ${visible(s.path)} (${count(s.entries)} entries)…`, true);
+    const all = sortedKeys(cache, prefix ?? '');
+    const shown = opts.limit === undefined ? all : all.slice(0, opts.limit);
+    const rows: ({ key: string } & EntryInfo)[] = [];
+    for (let i = 0; i < shown.length; i++) {
+      const key = shown[i]!;
+      if (large) progress.show(`reading entries ${count(i)} / ${count(shown.length)}`);
+      const info = entryInfo(cache, key);
+      if (info !== undefined) rows.push({ key, ...info }); // gone meanwhile: skipped
+    }
+    progress.done();
+    if (opts.json) {
+      process.stdout.write(json({ path: s.path, prefix: prefix ?? '', total: all.length, keys: rows }) + '\n');
+      return 0;
+    }
+    const paint = painter(wantsColour(process.stdout));
+    const header = ['KEY', 'TYPE', 'BYTES', 'TTL'].map((h) => paint(h, 'bold'));
+    const body = rows.map((r) => [visible(r.key), r.type, bytes(r.bytes), ttl(r.ttl)]);
+    if (rows.length > 0) process.stdout.write(table([header, ...body], new Set([2])) + '\n');
+    const more = all.length > rows.length ? `, ${count(rows.length)} shown (--limit)` : '';
+    process.stdout.write(paint(`${count(all.length)} ${all.length === 1 ? 'key' : 'keys'}${prefix ? ` with prefix ${JSON.stringify(visible(prefix))}` : ''}${more}`, 'dim') + '\n');
+    return 0;
+  } finally {
+    cache.close();
+  }
+}

@@ -1,0 +1,289 @@
+/**
+ * Sampling caches once a second: each watched segment keeps its last hour
+ * of rates for the charts and its latest stats() for the metrics. A sample
+ * never throws: a cache that fails (damaged, removed, replaced, refused)
+ * records the error, drops its handle and is attached again later, with a
+ * growing delay so that a hostile segment costs little; the others go on.
+ */
+import { lstatSync, readdirSync, statSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import type { Cache, CacheStats } from '../index';
+import { attach } from '../cli/attach';
+
+/** Seconds of history kept: one hour. */
+export const HISTORY = 3600;
+/** Most segments one server watches (a folder may hold many files). */
+export const MAX_CACHES = 1000;
+
+export const RATE_FIELDS = ['hits', 'misses', 'sets', 'deletes', 'evictions', 'expired'] as const;
+export type RateField = (typeof RATE_FIELDS)[number];
+
+/** Per-second series, oldest first; null where unknown (an error, or a counter that went down). */
+export interface Series {
+  /** Sample times, ms since the epoch. */
+  t: number[];
+  /** hits / (hits + misses) over that second; null when nothing was read. */
+  hitRatio: (number | null)[];
+  hits: (number | null)[];
+  misses: (number | null)[];
+  sets: (number | null)[];
+  deletes: (number | null)[];
+  evictions: (number | null)[];
+  expired: (number | null)[];
+}
+
+const emptySeries = (): Series => ({ t: [], hitRatio: [], hits: [], misses: [], sets: [], deletes: [], evictions: [], expired: [] });
+
+/** What an error says, for people: "ERR_SHMCACHE_CORRUPT: ...". */
+export function describeError(err: unknown): { code: string; message: string } {
+  const e = err as { code?: unknown; message?: unknown };
+  const code = typeof e?.code === 'string' ? e.code : 'ERROR';
+  const message = typeof e?.message === 'string' ? e.message : String(err);
+  return { code, message };
+}
+
+/** One segment being watched. */
+export class Watched {
+  readonly name: string;
+  readonly path: string;
+  /** Found by scanning a folder (dropped when its file goes), or named on the command line (kept, with an error). */
+  readonly scanned: boolean;
+  cache: Cache | undefined;
+  /** The latest stats(), while the cache is healthy. */
+  last: CacheStats | undefined;
+  lastAt = 0;
+  error: { code: string; message: string } | undefined;
+  readonly series: Series = emptySeries();
+  #dev = 0;
+  #ino = 0;
+  #retryAt = 0;
+  #backoff = 0;
+  /** The previous successful sample, for rates. */
+  #prev: { at: number; stats: CacheStats } | undefined;
+
+  constructor(path: string, scanned: boolean, name?: string) {
+    this.path = resolve(path);
+    this.scanned = scanned;
+    this.name = name ?? nameOf(this.path);
+  }
+
+  /** Takes one sample at `now`. Never throws. */
+  sample(now: number): void {
+    let st;
+    try {
+      st = lstatSync(this.path);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      this.#fail(
+        e.code === 'ENOENT' ? { code: 'ERR_SHMCACHE_NOT_FOUND', message: `'${this.path}' does not exist (removed?)` } : describeError(err),
+      );
+      this.#detach();
+      return this.#push(now, undefined);
+    }
+    if (this.cache && (st.dev !== this.#dev || st.ino !== this.#ino)) this.#detach(); // replaced: attach the new file
+    if (!this.cache) {
+      if (now < this.#retryAt) return this.#push(now, undefined);
+      try {
+        this.cache = attach(this.path);
+        this.#dev = st.dev;
+        this.#ino = st.ino;
+      } catch (err) {
+        this.#fail(describeError(err));
+        this.#backoff = Math.min(Math.max(1000, this.#backoff * 2), 30_000);
+        this.#retryAt = now + this.#backoff;
+        return this.#push(now, undefined);
+      }
+    }
+    let stats: CacheStats;
+    try {
+      stats = this.cache.stats();
+    } catch (err) {
+      this.#fail(describeError(err));
+      this.#detach();
+      return this.#push(now, undefined);
+    }
+    this.error = undefined;
+    this.#backoff = 0;
+    this.last = stats;
+    this.lastAt = now;
+    this.#push(now, stats);
+  }
+
+  /**
+   * Runs `fn` on the attached cache for a request; an error that means the
+   * handle is no good (damage, a file cut short, closed) drops it so that
+   * the next sample attaches again. Rethrows.
+   */
+  use<T>(fn: (cache: Cache) => T): T {
+    if (!this.cache) {
+      const e = this.error ?? { code: 'ERR_SHMCACHE_CLOSED', message: 'not attached yet' };
+      throw Object.assign(new Error(e.message), { code: e.code });
+    }
+    try {
+      return fn(this.cache);
+    } catch (err) {
+      const { code } = describeError(err);
+      if (code === 'ERR_SHMCACHE_CORRUPT' || code === 'ERR_SHMCACHE_CLOSED' || code === 'ERR_SHMCACHE_IO') {
+        this.#fail(describeError(err));
+        this.#detach();
+      }
+      throw err;
+    }
+  }
+
+  #fail(error: { code: string; message: string }): void {
+    this.error = error;
+    this.last = undefined;
+  }
+
+  #detach(): void {
+    const c = this.cache;
+    this.cache = undefined;
+    this.#prev = undefined;
+    try {
+      c?.close();
+    } catch {}
+  }
+
+  #push(now: number, stats: CacheStats | undefined): void {
+    const s = this.series;
+    s.t.push(now);
+    const prev = this.#prev;
+    const dt = prev === undefined ? 0 : (now - prev.at) / 1000;
+    // A counter that went down: the segment was reset, or is a new file.
+    const usable = stats !== undefined && prev !== undefined && dt > 0 && dt <= 5 && RATE_FIELDS.every((f) => stats[f] >= prev.stats[f]);
+    for (const f of RATE_FIELDS) s[f].push(usable ? (stats[f] - prev!.stats[f]) / dt : null);
+    if (usable) {
+      const reads = stats.hits - prev!.stats.hits + (stats.misses - prev!.stats.misses);
+      s.hitRatio.push(reads > 0 ? (stats.hits - prev!.stats.hits) / reads : null);
+    } else {
+      s.hitRatio.push(null);
+    }
+    if (s.t.length > HISTORY) {
+      for (const k of Object.keys(s) as (keyof Series)[]) s[k].shift();
+    }
+    if (stats !== undefined) this.#prev = { at: now, stats };
+  }
+
+  /** The series since `since` (exclusive), for the page's incremental updates. */
+  seriesSince(since: number): Series {
+    const s = this.series;
+    let i = s.t.length;
+    while (i > 0 && s.t[i - 1]! > since) i--;
+    const out = emptySeries();
+    for (const k of Object.keys(s) as (keyof Series)[]) (out[k] as unknown[]) = s[k].slice(i);
+    return out;
+  }
+
+  close(): void {
+    this.#detach();
+  }
+}
+
+/** A segment's name: its file name without `.shm`. */
+export function nameOf(path: string): string {
+  const b = basename(path);
+  return b.endsWith('.shm') && b.length > 4 ? b.slice(0, -4) : b;
+}
+
+/**
+ * The segments of the command line: files, and folders whose `*.shm`
+ * files are scanned again at every sample (one cache per tenant).
+ */
+export class CacheSet {
+  readonly #files: string[] = [];
+  readonly #dirs: string[] = [];
+  readonly #watched = new Map<string, Watched>();
+  readonly #warned = new Set<string>();
+  #timer: NodeJS.Timeout | undefined;
+  #warn: (message: string) => void;
+
+  constructor(targets: string[], warn: (message: string) => void = () => {}) {
+    this.#warn = warn;
+    for (const t of targets) {
+      const p = resolve(t);
+      let isDir = false;
+      try {
+        isDir = statSync(p).isDirectory();
+      } catch {}
+      (isDir ? this.#dirs : this.#files).push(p);
+    }
+    for (const f of this.#files) this.#add(new Watched(f, false));
+  }
+
+  #add(w: Watched): void {
+    const other = this.#watched.get(w.name);
+    if (other !== undefined) {
+      if (other.path !== w.path && !this.#warned.has(w.path)) {
+        this.#warned.add(w.path);
+        this.#warn(`skipping ${w.path}: the name "${w.name}" is taken by ${other.path}`);
+      }
+      return;
+    }
+    if (this.#watched.size >= MAX_CACHES) {
+      if (!this.#warned.has('max')) {
+        this.#warned.add('max');
+        this.#warn(`watching at most ${MAX_CACHES} segments; skipping the rest`);
+      }
+      return;
+    }
+    this.#watched.set(w.name, w);
+  }
+
+  #scan(): void {
+    const seen = new Set<string>();
+    for (const dir of this.#dirs) {
+      let names: string[];
+      try {
+        names = readdirSync(dir, { withFileTypes: true })
+          .filter((d) => d.isFile() && d.name.endsWith('.shm') && d.name.length > 4)
+          .map((d) => d.name)
+          .sort();
+      } catch (err) {
+        const key = `dir:${dir}`;
+        if (!this.#warned.has(key)) {
+          this.#warned.add(key);
+          this.#warn(`cannot list ${dir}: ${describeError(err).message}`);
+        }
+        continue;
+      }
+      for (const n of names) {
+        const path = join(dir, n);
+        seen.add(path);
+        const w = this.#watched.get(nameOf(path));
+        if (w === undefined) this.#add(new Watched(path, true));
+      }
+    }
+    for (const [name, w] of this.#watched) {
+      if (w.scanned && !seen.has(w.path)) {
+        w.close();
+        this.#watched.delete(name);
+      }
+    }
+  }
+
+  /** Scans the folders and samples every segment. */
+  tick(now = Date.now()): void {
+    this.#scan();
+    for (const w of this.#watched.values()) w.sample(now);
+  }
+
+  /** Samples now, then once a second. */
+  start(): void {
+    this.tick();
+    this.#timer = setInterval(() => this.tick(), 1000);
+  }
+
+  list(): Watched[] {
+    return [...this.#watched.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  get(name: string): Watched | undefined {
+    return this.#watched.get(name);
+  }
+
+  close(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    for (const w of this.#watched.values()) w.close();
+  }
+}
