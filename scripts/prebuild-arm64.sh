@@ -44,7 +44,7 @@ SHMCACHE_PREBUILD_ARCHS=arm64 SHMCACHE_PREBUILD_OUT="$pkg" node scripts/prebuild
 node_modules/.bin/tsc -p tsconfig.build.json --outDir "$pkg/dist"
 cp package.json "$pkg/"
 ln -s "$PWD/node_modules" "$pkg/node_modules"
-file "$pkg/prebuilds/linux-arm64/shmcache.glibc.node"
+aarch64-linux-gnu-readelf -h "$pkg/prebuilds/linux-arm64/shmcache.glibc.node" | grep -E "Class|Machine"
 
 node64=(qemu-aarch64-static -L "$root" "$root/usr/bin/node")
 "${node64[@]}" scripts/prebuild-smoke.mjs "$pkg" "$seg" write
