@@ -209,6 +209,21 @@ LockResult LockSlow(pthread_mutex_t* m, LockPolicy* p, HeldLocks* held) {
   }
 }
 
+// The process a thread belongs to (/proc/<tid>/status, readable by all),
+// 0 when unknown.
+uint32_t TgidOf(uint32_t tid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%u/status", tid);
+  FILE* f = std::fopen(path, "re");
+  if (f == nullptr) return 0;
+  char line[256];
+  unsigned tgid = 0;
+  while (std::fgets(line, sizeof line, f) != nullptr)
+    if (std::sscanf(line, "Tgid: %u", &tgid) == 1) break;
+  std::fclose(f);
+  return tgid;
+}
+
 }  // namespace
 
 bool MutexHeld(const pthread_mutex_t* mutex) {
@@ -279,9 +294,18 @@ bool OwnerGone(uint32_t tid, LockPolicy* p) {
   std::snprintf(path, sizeof path, "/proc/%u/maps", tid);
   int fd = ::open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
+    int e = errno;
     // /proc without the thread: gone (kill() said it exists, so this is
     // a race with its exit, or /proc is another pid namespace's).
-    return errno == ENOENT && access("/proc/self/maps", R_OK) == 0;
+    if (e == ENOENT) return access("/proc/self/maps", R_OK) == 0;
+    // Its mappings are not ours to read (another uid, or no ptrace
+    // rights): a process that no handle of the segment belongs to cannot
+    // hold its lock.
+    if ((e == EACCES || e == EPERM) && p->not_a_handle != nullptr) {
+      uint32_t tgid = TgidOf(tid);
+      return tgid != 0 && p->not_a_handle(p->ctx, tgid);
+    }
+    return false;
   }
   // A thread whose process maps this file (device and inode) may be inside.
   char want[64];

@@ -43,6 +43,11 @@ struct LockPolicy {
   bool resolved = false;              // dev/ino looked up (the first time they are needed)
   bool known = false;                 // and found
   uint64_t dev = 0, ino = 0;
+  // For a thread whose mappings this process may not read (another uid):
+  // whether its process (`tgid`) is surely no handle of the segment (no
+  // statistics slot names it, and every handle has one).
+  bool (*not_a_handle)(const void* ctx, uint32_t tgid) = nullptr;
+  const void* ctx = nullptr;
   int64_t wait_ms = 2000;  // a live holder longer than this: kTimeout
   int64_t slice_ms = 50;   // owner checks between waits
 };

@@ -104,6 +104,14 @@ bool Store::LockShard(uint32_t si) {
     policy_ = LockPolicy{};
     policy_.base = seg_.base();
     policy_.path = &seg_.path();
+    policy_.ctx = this;
+    policy_.not_a_handle = [](const void* ctx, uint32_t tgid) {
+      const Store* st = static_cast<const Store*>(ctx);
+      if (Load(st->header()->unslotted) != 0) return false;  // some handle has no slot
+      for (uint32_t i = 0; i < kSlots; ++i)
+        if (Load(st->slot(i)->pid) == tgid) return false;
+      return true;
+    };
   }
   switch (Lock(&sh->mutex, &policy_, &held_)) {
     case LockResult::kLocked:
