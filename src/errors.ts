@@ -14,7 +14,8 @@ export type ShmCacheErrorCode =
   | 'ERR_SHMCACHE_CLOSED'
   | 'ERR_SHMCACHE_JAIL'
   | 'ERR_SHMCACHE_IO'
-  | 'ERR_SHMCACHE_NOT_FOUND';
+  | 'ERR_SHMCACHE_NOT_FOUND'
+  | 'ERR_SHMCACHE_REDIS';
 
 export interface ShmCacheErrorOptions {
   /** The OS error number, when an OS call failed. */
