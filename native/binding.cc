@@ -149,6 +149,14 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
 
   void RequireOpen(Napi::Env env) {
     if (!store_.is_open()) Throw(env, Code::kClosed, "the cache is not open");
+    // The file was cut short under the mapping (segment.cc): what this handle
+    // sees is no longer the file, so it is used no more.
+    if (store_.lost_pages() != 0) Throw(env, Code::kCorrupt, TruncatedMessage());
+  }
+  std::string TruncatedMessage() {
+    return "'" + store_.path() + "' was cut short while mapped (" +
+           std::to_string(store_.lost_pages()) +
+           " pages lost and read as zeros); close this handle and open the segment again";
   }
   uint32_t KeyLength(const Napi::Value& v) {
     uint64_t n = ToU64(v);
@@ -411,9 +419,13 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
 
   Napi::Value Verify(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    RequireOpen(env);
+    if (!store_.is_open()) Throw(env, Code::kClosed, "the cache is not open");
     std::vector<std::string> problems;
-    Status(env, store_.Verify(&problems));
+    // Touching every page of the mapping finds a file cut short under it.
+    if (store_.ProbeLostPages() != 0)
+      problems.push_back("file: truncated: " + TruncatedMessage());
+    else
+      Status(env, store_.Verify(&problems));
     Napi::Array arr = Napi::Array::New(env, problems.size());
     for (size_t i = 0; i < problems.size(); ++i) arr.Set(i, Napi::String::New(env, problems[i]));
     return arr;

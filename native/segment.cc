@@ -190,6 +190,14 @@ uint32_t Segment::lost_pages() const {
   return g_mappings[mapping_slot_].lost.load(std::memory_order_relaxed);
 }
 
+uint32_t Segment::ProbeLostPages() const {
+  if (base_ == nullptr) return 0;
+  for (uint64_t at = 0; at < map_size_; at += static_cast<uint64_t>(g_page_bytes)) {
+    (void)Atomic(*const_cast<unsigned char*>(base_ + at)).load(std::memory_order_relaxed);
+  }
+  return lost_pages();
+}
+
 Segment::~Segment() { Close(); }
 
 void Segment::ReleaseFileLock() {

@@ -198,6 +198,9 @@ class Segment {
   // now reads as zeros, see segment.cc); nonzero: the handle must not be
   // trusted any more.
   uint32_t lost_pages() const;
+  // Reads a byte of every page of the mapping (a page past the end of a
+  // file cut short is lost then), and returns lost_pages().
+  uint32_t ProbeLostPages() const;
 
  private:
   bool Initialize(uint64_t size, Error* error);

@@ -137,6 +137,11 @@ class Store {
   void Close();
   bool is_open() const { return seg_.is_open(); }
   bool read_only() const { return seg_.read_only(); }
+  const std::string& path() const { return seg_.path(); }
+  // Pages lost because the file was cut short under the mapping; Probe
+  // touches every page first (segment.cc).
+  uint32_t lost_pages() const { return seg_.lost_pages(); }
+  uint32_t ProbeLostPages() const { return seg_.ProbeLostPages(); }
 
   // With `memo`, a string hit also says how to recognize its entry later.
   ReadResult Get(const unsigned char* key, uint32_t klen, unsigned char* out, uint64_t cap,
