@@ -510,7 +510,8 @@ WriteStatus Store::Insert(uint32_t si, uint64_t hash, const unsigned char* key, 
     Atomic(sh->used).store(Load(sh->used) + ne.alloc, std::memory_order_relaxed);
     if (expires != 0) Atomic(sh->timed).store(Load(sh->timed) + 1, std::memory_order_relaxed);
     WriteEnd(sh->seq);
-    Atomic(sh->sets).store(Load(sh->sets) + 1, std::memory_order_relaxed);
+    // remember()'s claim is no value: only what replaces it counts as a set.
+    if (type != kClaim) Atomic(sh->sets).store(Load(sh->sets) + 1, std::memory_order_relaxed);
     return WriteStatus::kOk;
   }
 }

@@ -108,6 +108,16 @@ describe('remember() in one process', () => {
     c.close();
   });
 
+  test('a produced value counts one set, not two (the claim is no set)', async () => {
+    const c = new Cache<string>({ path: tmp.file(), size: '1MB', stamp: false });
+    expect(await c.remember('k', () => 'made')).toBe('made');
+    expect(c.stats().sets).toBe(1);
+    // A producer returning undefined drops its claim: no set at all.
+    expect(await c.remember('nothing', () => undefined as never)).toBeUndefined();
+    expect(c.stats().sets).toBe(1);
+    c.close();
+  });
+
   test('concurrent calls in one process run the producer once', async () => {
     const c = new Cache<any>({ path: tmp.file(), size: '1MB', stamp: false });
     let calls = 0;
