@@ -14,27 +14,40 @@
  * at start, so no libuv thread touches the file system for it).
  */
 import { lstatSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { Cache } from '../index';
 
-/** Runs `fn` with the effective uid and gid of `path`'s owner when they differ from ours and we may switch. */
-export function asOwnerOf<T>(path: string, fn: () => T): T {
-  let owner: { uid: number; gid: number };
+/**
+ * The owner of `path`, as lstat() says. A process that may switch uids but
+ * cannot search the file's folder (a dedicated user with CAP_SETUID and a
+ * tenant's 0700 folder) asks as the folder's owner.
+ */
+function ownerOf(path: string): { uid: number; gid: number } | undefined {
   try {
-    owner = lstatSync(path);
-  } catch {
-    return fn(); // missing or unreadable: the core says which, naming the path
+    return lstatSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EACCES') return undefined;
   }
+  try {
+    const dir = lstatSync(dirname(path));
+    return asUser(dir.uid, dir.gid, () => lstatSync(path));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs `fn` with effective uid `uid` and gid `gid` when we may switch to them; as we are otherwise. */
+function asUser<T>(uid: number, gid: number, fn: () => T): T {
   const euid = process.geteuid!();
   const egid = process.getegid!();
-  if (owner.uid === euid) return fn();
+  if (uid === euid) return fn();
   try {
-    process.setegid!(owner.gid);
+    process.setegid!(gid);
   } catch {
     return fn(); // not privileged: the core refuses the foreign file (PERMISSION)
   }
   try {
-    process.seteuid!(owner.uid);
+    process.seteuid!(uid);
   } catch {
     restore(euid, egid);
     return fn();
@@ -44,6 +57,12 @@ export function asOwnerOf<T>(path: string, fn: () => T): T {
   } finally {
     restore(euid, egid);
   }
+}
+
+/** Runs `fn` with the effective uid and gid of `path`'s owner when they differ from ours and we may switch. */
+export function asOwnerOf<T>(path: string, fn: () => T): T {
+  const owner = ownerOf(path);
+  return owner === undefined ? fn() : asUser(owner.uid, owner.gid, fn); // missing: the core says so, naming the path
 }
 
 function restore(euid: number, egid: number): void {
