@@ -6,15 +6,15 @@
 // ShmCacheErrors and only values written for their key (self-describing
 // values: fixtures/selfcheck.mjs). The mutator (fixtures/hostile-lib.mjs)
 // knows every record of the layout and writes boundary values into each field.
-import { spawn } from 'node:child_process';
-import { copyFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { beforeAll, describe, expect, test } from 'vitest';
 // @ts-expect-error: a plain .mjs fixture
 import { applyMutation, fill, mutations, readBytes, scan } from './fixtures/hostile-lib.mjs';
 import { generator } from './fixtures/selfcheck.mjs';
-import { fixtures, tempDir } from './helpers';
+import { fixtures, isRoot, tempDir } from './helpers';
 
 const tmp = tempDir('shmcache-hostile-');
 const CASE_MS = 5000;
@@ -181,4 +181,33 @@ describe("the issue's reproducers", () => {
       if (name === 'header-while-open' || name === 'used-wraps') expect(r.done[0].ops).toBeGreaterThan(500);
     }, 20_000);
   }
+});
+
+describe.runIf(isRoot)('a damaged segment on a read-only mount', () => {
+  test('reads, keys() and verify() report and repair nothing, write nothing; writes are PERMISSION', async () => {
+    const mnt = join(tmp.dir, 'ro-fs');
+    mkdirSync(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt]);
+    try {
+      const path = join(mnt, 'site.shm');
+      copyFileSync(template, path);
+      const s = scan(readBytes(path));
+      const l = s.layout;
+      const e = s.entries[10];
+      // A chain pointing past the heap, a damaged value byte, a page owner naming no shard.
+      applyMutation(path, { at: l.bucketsOff + (e.shard * l.buckets + e.bucket) * 4, bytes: 4, value: String(l.heapBytes / 8 + 1), kind: 'n' });
+      const v = s.entries[20];
+      applyMutation(path, { at: l.heapOff + v.off + 40 + v.key.length, bytes: 1, value: '255', kind: 'n' });
+      applyMutation(path, { at: l.pagesOff + 5 * 32, bytes: 4, value: '4000', kind: 'n' });
+      execFileSync('mount', ['-o', 'remount,ro', mnt]);
+      const before = readFileSync(path);
+      const r = await runChild({ mode: 'readonly', path, keys: s.entries.slice(0, 400).map((x: any) => x.key) });
+      expect(r.problems).toEqual([]);
+      expect(r.done[0].problems.length).toBeGreaterThan(0);
+      expect(r.done[0].keys).toBeGreaterThan(100);
+      expect(readFileSync(path).equals(before)).toBe(true);
+    } finally {
+      execFileSync('umount', ['-l', mnt]);
+    }
+  });
 });
