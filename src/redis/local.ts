@@ -30,6 +30,9 @@ import type { Cache } from '../cache';
  */
 export const MACHINE_KEY = '\u0000shmcache/redis machine';
 
+/** How many keys' entry names get() keeps (then it starts over). */
+const NAMES_KEPT = 10_000;
+
 const freshVersion = (): number => randomInt(0, 2 ** 48 - 1);
 
 export class LocalLayer<V> {
@@ -39,6 +42,8 @@ export class LocalLayer<V> {
   readonly #mp: string;
   readonly #localTtl: number;
   readonly #versionTtl: number;
+  /** Per key: the name of its version entry, and of its copy at the version last seen. */
+  readonly #names = new Map<string, { version: string; n: number; copy: string }>();
   /** The id used when the segment cannot hold one (an L1 that cannot be opened). */
   readonly #processId = randomBytes(8).toString('hex');
 
@@ -60,9 +65,21 @@ export class LocalLayer<V> {
   /** The live L1 copy of `key`, or undefined (also when the L1 fails). */
   get(key: string): V | undefined {
     try {
-      const n = this.#cache.get(this.#vp + key);
+      // The names of a key's entries are kept (flat strings, hashed once)
+      // while its version stays: a hit builds no string.
+      let names = this.#names.get(key);
+      if (names === undefined) {
+        if (this.#names.size >= NAMES_KEPT) this.#names.clear();
+        names = { version: this.#vp + key, n: -1, copy: '' };
+        this.#names.set(key, names);
+      }
+      const n = this.#cache.get(names.version);
       if (typeof n !== 'number') return undefined;
-      return this.#cache.get(this.#dp + key + '\u0000' + n) as V | undefined;
+      if (names.n !== n) {
+        names.n = n;
+        names.copy = this.#dp + key + '\u0000' + n;
+      }
+      return this.#cache.get(names.copy) as V | undefined;
     } catch {
       return undefined;
     }
