@@ -36,6 +36,12 @@ interface Inspectable {
 const PREVIEW_CHARS = 2000;
 const PREVIEW_BYTES = 256;
 
+/** Errors of the segment or the key (not of decoding a value another codec wrote) go to the caller. */
+const PASS_ON = new Set(['ERR_SHMCACHE_INVALID_KEY', 'ERR_SHMCACHE_CLOSED', 'ERR_SHMCACHE_CORRUPT', 'ERR_SHMCACHE_IO', 'ERR_SHMCACHE_NOT_FOUND', 'ERR_SHMCACHE_PERMISSION', 'ERR_SHMCACHE_TIMEOUT']);
+function isDecodeError(err: unknown): boolean {
+  return !PASS_ON.has((err as { code?: string })?.code ?? '');
+}
+
 /** The live value of `key`, read with `peek()` when the core has it. */
 export function peekValue(cache: Cache, key: string): unknown {
   const c = cache as unknown as Inspectable;
@@ -64,7 +70,8 @@ export function entryInfo(cache: Cache, key: string): EntryInfo | undefined {
   let value: unknown;
   try {
     value = peekValue(cache, key);
-  } catch {
+  } catch (err) {
+    if (!isDecodeError(err)) throw err;
     return { type: 'object', bytes: 0, ttl: ttlOf(cache, key) }; // stored with a codec we cannot decode
   }
   if (value === undefined) return undefined;
@@ -86,6 +93,7 @@ export function entryView(cache: Cache, key: string): EntryView | undefined {
   try {
     value = peekValue(cache, key);
   } catch (err) {
+    if (!isDecodeError(err)) throw err;
     return { key, ...info, preview: `(cannot decode with the v8 codec: ${(err as Error)?.message ?? String(err)})`, truncated: false };
   }
   if (value === undefined) return undefined; // gone meanwhile
