@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll } from 'vitest';
+import { afterAll, beforeAll } from 'vitest';
 
 export const HOST = '127.0.0.1';
 export const hasRedis = spawnSync('redis-server', ['--version']).status === 0;
@@ -104,16 +104,29 @@ export class RedisServer {
   }
 }
 
-/** A standalone server for this test file, stopped in afterAll. */
-export async function startRedis(): Promise<RedisServer> {
-  const dir = mkdtempSync(join(tmpdir(), 'shmcache-redis-'));
-  const server = new RedisServer(await freePort(), dir);
-  afterAll(async () => {
-    await server.stop();
-    rmSync(dir, { recursive: true, force: true });
+/**
+ * A standalone server for the calling describe block: started in beforeAll,
+ * stopped and its folder removed in afterAll (hooks registered now, at
+ * collection: a hook registered from inside another hook never runs).
+ */
+export function useRedis(): { readonly server: RedisServer } {
+  let server: RedisServer | undefined;
+  let dir: string | undefined;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'shmcache-redis-'));
+    server = new RedisServer(await freePort(), dir);
+    await server.start();
   });
-  await server.start();
-  return server;
+  afterAll(async () => {
+    await server?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    get server(): RedisServer {
+      if (!server) throw new Error('the redis-server is not started yet');
+      return server;
+    },
+  };
 }
 
 export interface RedisCluster {
@@ -123,14 +136,32 @@ export interface RedisCluster {
   ownerOf(key: string): RedisServer;
 }
 
-/** Three masters, no replicas, made one Cluster with `redis-cli --cluster create`; stopped in afterAll. */
-export async function startCluster(): Promise<RedisCluster> {
-  const dir = mkdtempSync(join(tmpdir(), 'shmcache-cluster-'));
+/**
+ * Three masters, no replicas, made one Cluster with `redis-cli --cluster
+ * create`, for the calling describe block: started in beforeAll, every
+ * server stopped and the config folder removed in afterAll.
+ */
+export function useCluster(): { readonly cluster: RedisCluster } {
+  let cluster: RedisCluster | undefined;
   const servers: RedisServer[] = [];
+  let dir: string | undefined;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'shmcache-cluster-'));
+    cluster = await startCluster(dir, servers);
+  });
   afterAll(async () => {
     for (const s of servers) await s.stop();
-    rmSync(dir, { recursive: true, force: true });
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
+  return {
+    get cluster(): RedisCluster {
+      if (!cluster) throw new Error('the cluster is not started yet');
+      return cluster;
+    },
+  };
+}
+
+async function startCluster(dir: string, servers: RedisServer[]): Promise<RedisCluster> {
   for (let i = 0; i < 3; i++) {
     let port = await freePort();
     while (servers.some((s) => Math.abs(s.port - port) < 2)) port = await freePort();

@@ -9,12 +9,13 @@ import { Cache, ShmCacheError } from '../esm/index.mjs';
 import { TieredCache } from '../esm/redis.mjs';
 import { setClockOffsetForTesting } from '../dist/testing.js';
 import { tempDir, waitUntil } from './helpers';
-import { hasRedis, HOST, startRedis, type RedisServer } from './redis-server';
+import { hasRedis, HOST, useRedis, type RedisServer } from './redis-server';
 import { tierSuite } from './redis-suite';
 
 const recommended = { enableOfflineQueue: false, autoResendUnfulfilledCommands: false, maxRetriesPerRequest: 0 };
 
 describe.skipIf(!hasRedis)('shmcache/redis, standalone', () => {
+  const redisServer = useRedis();
   let server: RedisServer;
   const clients: Redis[] = [];
   const tiers: TieredCache<any>[] = [];
@@ -47,7 +48,7 @@ describe.skipIf(!hasRedis)('shmcache/redis, standalone', () => {
   const versionOf = (t: TieredCache<any>, key: string): unknown => t.local.get('\u0000v' + t.prefix + key);
 
   beforeAll(async () => {
-    server = await startRedis();
+    server = redisServer.server;
   });
   afterAll(async () => {
     for (const t of tiers) await t.close();
@@ -310,6 +311,19 @@ describe.skipIf(!hasRedis)('shmcache/redis, standalone', () => {
     tiers.push(a);
     await a.set('k', 'v');
     expect(await a.get('k')).toBe('v');
+  });
+
+  it('examples/two-machines runs against this redis-server', () => {
+    const r = spawnSync(process.execPath, ['examples/two-machines/main.mjs'], {
+      cwd: `${__dirname}/..`,
+      encoding: 'utf8',
+      env: { ...process.env, REDIS_PORT: String(server.port) },
+      timeout: 30_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('a reads: hello from machine b');
+    expect(r.stdout.match(/producer running/g)).toHaveLength(1);
+    expect(r.stdout).toMatch(/all four got .* true/);
   });
 
   tierSuite('standalone', () => ({
