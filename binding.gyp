@@ -5,6 +5,7 @@
       "sources": [
         "native/alloc.cc",
         "native/attach.cc",
+        "native/batch.cc",
         "native/binding.cc",
         "native/crash.cc",
         "native/jail.cc",

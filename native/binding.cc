@@ -127,6 +127,15 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
                            InstanceMethod<&NativeCache::GetStats>("stats"),
                            InstanceMethod<&NativeCache::Verify>("verify"),
                            InstanceMethod<&NativeCache::Close>("close"),
+                           InstanceMethod<&NativeCache::GetMany>("getMany"),
+                           InstanceMethod<&NativeCache::SetMany>("setMany"),
+                           InstanceMethod<&NativeCache::DeleteMany>("deleteMany"),
+                           InstanceMethod<&NativeCache::Peek>("peek"),
+                           InstanceMethod<&NativeCache::Ttl>("ttl"),
+                           InstanceMethod<&NativeCache::Info>("info"),
+                           InstanceMethod<&NativeCache::Touch>("touch"),
+                           InstanceMethod<&NativeCache::Scan>("scan"),
+                           InstanceMethod<&NativeCache::Count>("count"),
                        });
   }
 
@@ -445,6 +454,237 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
     pool_ref_.Reset();
     key_ = out_ = val_ = pool_ = nullptr;
     key_cap_ = out_cap_ = val_cap_ = pool_cap_ = 0;
+  }
+
+  // --- batch, peek, info, touch, scan (Store's side: batch.cc) -------------
+
+  // A batch of keys as JS packs them: each a u16 byte length (little-endian)
+  // and the key's UTF-8 bytes. Next() checks that it lies inside the buffer.
+  struct KeyReader {
+    const unsigned char* p;
+    const unsigned char* end;
+    bool Next(const unsigned char** key, uint32_t* klen) {
+      if (end - p < 2) return false;
+      uint32_t n = uint32_t{p[0]} | (uint32_t{p[1]} << 8);
+      if (n == 0 || n > kMaxKey || static_cast<uint64_t>(end - p - 2) < n) return false;
+      *key = p + 2;
+      *klen = n;
+      p += 2 + n;
+      return true;
+    }
+  };
+  static KeyReader BatchKeys(const Napi::Buffer<uint8_t>& buf, uint64_t from) {
+    const unsigned char* b = buf.Data();
+    uint64_t len = buf.Length();
+    return KeyReader{b + std::min(from, len), b + len};
+  }
+
+  // getMany(batch, byteOffset, count, poolOffset, results: Float64Array) ->
+  // how many keys were read. Keys are read in order from `byteOffset`, each
+  // value copied into the pool (8-byte aligned, from `poolOffset`) as get()
+  // does; results[2i] is get()'s code for key i (-1 miss, length * 8 + type),
+  // results[2i + 1] where in the pool it was copied. A value that does not
+  // fit the rest of the pool stops the batch: results[2i] = -(bytes) - 2 and
+  // the return value is i (JS gives it a pool and goes on from key i).
+  Napi::Value GetMany(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    if (pool_ == nullptr) Throw(env, Code::kIo, "getMany() before setPool()");
+    KeyReader keys = BatchKeys(info[0].As<Napi::Buffer<uint8_t>>(), ToU64(info[1]));
+    uint64_t count = ToU64(info[2]);
+    uint64_t off = std::min<uint64_t>(ToU64(info[3]), pool_cap_);
+    Napi::Float64Array results = info[4].As<Napi::Float64Array>();
+    if (results.ElementLength() / 2 < count) Throw(env, Code::kIo, "results too short");
+    double* res = results.Data();
+    uint64_t i = 0;
+    for (; i < count; ++i) {
+      const unsigned char* key;
+      uint32_t klen;
+      if (!keys.Next(&key, &klen)) Throw(env, Code::kInvalidKey, "bad key in batch");
+      ReadResult r = store_.Get(key, klen, pool_ + off, pool_cap_ - off, nullptr);
+      if (r.status == ReadStatus::kHit) {
+        res[2 * i] = static_cast<double>(r.length) * 8 + r.type;
+        res[2 * i + 1] = static_cast<double>(off);
+        off = std::min<uint64_t>((off + r.length + 7) & ~uint64_t{7}, pool_cap_);
+      } else if (r.status == ReadStatus::kNeedBuffer) {
+        res[2 * i] = -static_cast<double>(r.length) - 2;
+        break;
+      } else if (r.status == ReadStatus::kMiss) {
+        res[2 * i] = -1;
+      } else {
+        ReadFailed(env, r.status);
+      }
+    }
+    return Napi::Number::New(env, static_cast<double>(i));
+  }
+
+  // setMany(batch, count, ttl): each entry a u16 key length, u8 type, u8
+  // pad, u32 value length (little-endian), the key, the value. Every entry is
+  // checked before the first is stored.
+  void SetMany(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    auto buf = info[0].As<Napi::Buffer<uint8_t>>();
+    uint64_t count = ToU64(info[1]);
+    uint64_t ttl = ToU64(info[2]);
+    const unsigned char* base = buf.Data();
+    const uint64_t len = buf.Length();
+    auto walk = [&](auto&& each) {
+      uint64_t at = 0;
+      for (uint64_t i = 0; i < count; ++i) {
+        if (len - at < 8) Throw(env, Code::kInvalidOption, "bad entry in batch");
+        const unsigned char* p = base + at;
+        uint32_t klen = uint32_t{p[0]} | (uint32_t{p[1]} << 8);
+        uint32_t type = p[2];
+        uint32_t vlen;
+        std::memcpy(&vlen, p + 4, 4);
+        if (klen == 0 || klen > kMaxKey || len - at - 8 < uint64_t{klen} + vlen)
+          Throw(env, Code::kInvalidOption, "bad entry in batch");
+        if (type < kString || type > kCodec) Throw(env, Code::kInvalidOption, "bad value type");
+        if (vlen > store_.max_value())
+          Throw(env, Code::kValueTooLarge,
+                "value of " + std::to_string(vlen) + " bytes is larger than " +
+                    std::to_string(store_.max_value()));
+        each(p + 8, klen, type, p + 8 + klen, vlen);
+        at += 8 + uint64_t{klen} + vlen;
+      }
+    };
+    walk([](const unsigned char*, uint32_t, uint32_t, const unsigned char*, uint32_t) {});
+    if (store_.read_only()) Status(env, WriteStatus::kReadOnly);
+    walk([&](const unsigned char* key, uint32_t klen, uint32_t type, const unsigned char* value,
+             uint32_t vlen) {
+      if (type == kString && IsAscii(value, vlen)) type = kAscii;
+      Status(env, store_.Set(KeyHash(key, klen), key, klen, static_cast<uint8_t>(type), value, vlen,
+                             ttl, false));
+    });
+  }
+
+  // deleteMany(batch, count) -> how many live entries were removed.
+  Napi::Value DeleteMany(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    auto buf = info[0].As<Napi::Buffer<uint8_t>>();
+    uint64_t count = ToU64(info[1]);
+    // Checked whole first, so that a bad batch removes nothing.
+    KeyReader check = BatchKeys(buf, 0);
+    const unsigned char* key;
+    uint32_t klen;
+    for (uint64_t i = 0; i < count; ++i)
+      if (!check.Next(&key, &klen)) Throw(env, Code::kInvalidKey, "bad key in batch");
+    if (count > 0 && store_.read_only()) Status(env, WriteStatus::kReadOnly);
+    KeyReader keys = BatchKeys(buf, 0);
+    double removed = 0;
+    for (uint64_t i = 0; i < count && keys.Next(&key, &klen); ++i) {
+      bool r = false;
+      Status(env, store_.Delete(key, klen, &r));
+      if (r) ++removed;
+    }
+    return Napi::Number::New(env, removed);
+  }
+
+  // peek(keyLength, poolOffset): get()'s results, marking and counting nothing.
+  Napi::Value Peek(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    uint32_t klen = KeyLength(info[0]);
+    if (pool_ == nullptr) Throw(env, Code::kIo, "peek() before setPool()");
+    uint64_t off = std::min<uint64_t>(ToU64(info[1]), pool_cap_);
+    unsigned char* out = pool_ + off;
+    Entry meta;
+    ReadResult r = store_.Peek(key_, klen, out, pool_cap_ - off, &meta);
+    if (r.status == ReadStatus::kHit) {
+      if (r.type == kAscii || r.type == kString) {
+        napi_value s;
+        const char* p = reinterpret_cast<const char*>(out);
+        size_t n = static_cast<size_t>(r.length);
+        napi_status st = r.type == kAscii ? napi_create_string_latin1(env, p, n, &s)
+                                          : napi_create_string_utf8(env, p, n, &s);
+        NAPI_THROW_IF_FAILED(env, st, Napi::Value());
+        return Napi::Value(env, s);
+      }
+      return Napi::Number::New(env, static_cast<double>(r.length) * 8 + r.type);
+    }
+    if (r.status == ReadStatus::kNeedBuffer)
+      return Napi::Number::New(env, -static_cast<double>(r.length) - 2);
+    if (r.status != ReadStatus::kMiss) ReadFailed(env, r.status);
+    return Napi::Number::New(env, -1);
+  }
+
+  // The live entry of the key in the key buffer, checked, copying nothing.
+  bool Meta(Napi::Env env, uint32_t klen, Entry* meta) {
+    ReadResult r = store_.Peek(key_, klen, nullptr, 0, meta);
+    if (r.status != ReadStatus::kHit && r.status != ReadStatus::kMiss) ReadFailed(env, r.status);
+    return r.status == ReadStatus::kHit;
+  }
+  static double Left(const Entry& e) {
+    if (e.expires == 0) return 0;
+    int64_t left = static_cast<int64_t>(e.expires) - NowMs();
+    return static_cast<double>(left < 1 ? 1 : left);
+  }
+
+  // ttl(keyLength) -> -1 missing or expired, 0 no expiry, else ms left (>= 1).
+  Napi::Value Ttl(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    Entry meta;
+    if (!Meta(env, KeyLength(info[0]), &meta)) return Napi::Number::New(env, -1);
+    return Napi::Number::New(env, Left(meta));
+  }
+
+  // info(keyLength) -> undefined, or [type, value bytes, ttl as ttl()].
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    Entry meta;
+    if (!Meta(env, KeyLength(info[0]), &meta)) return env.Undefined();
+    Napi::Array r = Napi::Array::New(env, 3);
+    r.Set(0u, Napi::Number::New(env, meta.type));
+    r.Set(1u, Napi::Number::New(env, meta.value_len));
+    r.Set(2u, Napi::Number::New(env, Left(meta)));
+    return r;
+  }
+
+  // count() -> entries stored (as stats().entries).
+  Napi::Value Count(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    return Napi::Number::New(env, static_cast<double>(store_.Count()));
+  }
+
+  // touch(keyLength, ttl) -> whether a live entry was given the new TTL.
+  Napi::Value Touch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    uint32_t klen = KeyLength(info[0]);
+    bool found = false;
+    Status(env, store_.Retime(key_, klen, ToU64(info[1]), &found));
+    return Napi::Boolean::New(env, found);
+  }
+
+  // scan(shard, cursor, prefixLength, buffer) -> [next cursor (-1: the
+  // shard is done), records, bytes needed (0 unless not even one bucket
+  // fit), shards]. The prefix is in the key buffer; records are
+  // Store::ScanRecord, each followed by its key and value, 8-byte aligned.
+  Napi::Value Scan(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    uint64_t si = ToU64(info[0]);
+    uint64_t cursor = ToU64(info[1]);
+    uint64_t plen = ToU64(info[2]);
+    if (plen > key_cap_ || plen > kMaxKey) Throw(env, Code::kInvalidKey, "bad prefix length");
+    auto buf = info[3].As<Napi::Buffer<uint8_t>>();
+    uint32_t cur = static_cast<uint32_t>(std::min<uint64_t>(cursor, store_.buckets_per_shard()));
+    uint32_t count = 0;
+    uint64_t need = 0;
+    uint32_t shard = static_cast<uint32_t>(std::min<uint64_t>(si, store_.shard_count()));
+    Status(env, store_.Scan(shard, &cur, key_, static_cast<uint32_t>(plen), buf.Data(),
+                            buf.Length(), &count, &need));
+    Napi::Array r = Napi::Array::New(env, 4);
+    r.Set(0u, Napi::Number::New(env, cur >= store_.buckets_per_shard() ? -1.0 : cur));
+    r.Set(1u, Napi::Number::New(env, count));
+    r.Set(2u, Napi::Number::New(env, static_cast<double>(need)));
+    r.Set(3u, Napi::Number::New(env, store_.shard_count()));
+    return r;
   }
 
   // remember()'s claim token: the first 8 bytes of the value buffer.

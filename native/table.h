@@ -175,6 +175,50 @@ class Store {
   uint64_t max_value() const { return L().max_value; }
   uint64_t size() const { return seg_.size(); }
 
+  // --- batch, peek, info, touch, scan (batch.cc) ---------------------------
+  // Get() without its marks: no access bit, no hit or miss counted. With a
+  // null `out` nothing is copied (the value is still checksummed). `meta`
+  // receives the entry's header on a hit (and on kNeedBuffer).
+  ReadResult Peek(const unsigned char* key, uint32_t klen, unsigned char* out, uint64_t cap,
+                  Entry* meta);
+  // touch(): gives a live entry a new expiry (0 = none) in place, under the
+  // shard lock, with its checksum summed again.
+  WriteStatus Retime(const unsigned char* key, uint32_t klen, uint64_t ttl_ms, bool* found);
+  // Copies the live entries (values, not claims; not expired) of shard `si`
+  // whose key starts with `prefix`, bucket by bucket from `*cursor`, into
+  // `out` as ScanRecords, until the next bucket would not fit `cap`. Sets
+  // *cursor to the next bucket (buckets_per_shard() when the shard is done),
+  // *count to the records written, and *need (when not even one bucket fit)
+  // to the bytes that bucket needs. Writable handles copy under the shard
+  // lock; read-only ones between two equal even sequences.
+  WriteStatus Scan(uint32_t si, uint32_t* cursor, const unsigned char* prefix, uint32_t plen,
+                   unsigned char* out, uint64_t cap, uint32_t* count, uint64_t* need);
+  // Entries stored (as GetStats().entries, without the rest of it).
+  uint64_t Count() const;
+  uint32_t shard_count() const { return L().nshards; }
+  uint32_t buckets_per_shard() const { return L().buckets; }
+  // One entry as Scan() copies it: this header, the key, the value, then
+  // zeros up to a multiple of 8.
+  struct ScanRecord {
+    uint32_t value_len;
+    uint16_t key_len;
+    uint8_t type;  // ValueType (kAscii for a 7-bit string)
+    uint8_t pad;
+    double expires;  // ms since the epoch, 0 = never
+  };
+
+ private:
+  // batch.cc: Peek()'s fallback through the lock; one bucket of Scan().
+  ReadResult LockedPeek(uint32_t si, uint64_t hash, const unsigned char* key, uint32_t klen,
+                        unsigned char* out, uint64_t cap, Entry* meta);
+  enum class Copied { kOk, kFull, kDamaged };
+  Copied CopyBucket(uint32_t si, uint32_t b, const unsigned char* prefix, uint32_t plen,
+                    uint64_t now, unsigned char* out, uint64_t cap, uint64_t* used,
+                    uint32_t* count);
+
+ public:
+  // --- end of batch.cc ------------------------------------------------------
+
  private:
   // The layout validated at open, in process memory: sizes, counts and
   // offsets are never read from the mapping again.

@@ -44,6 +44,23 @@ export interface NativeCache {
   stats(): Record<string, number>;
   verify(): string[];
   close(): void;
+  // Batches, peek, info, touch, scan (native/batch.cc). A batch of keys is
+  // packed as a u16 byte length (LE) and the UTF-8 bytes, key after key.
+  /** Reads `count` keys from `byteOffset`; results[2i] get()'s code (-1 miss, length * 8 + type, <= -2 needs that pool), results[2i+1] the pool offset. Returns the keys read. */
+  getMany(batch: Buffer, byteOffset: number, count: number, poolOffset: number, results: Float64Array): number;
+  /** Entries packed as u16 key length, u8 type, u8 pad, u32 value length, key, value; all checked before any is stored. */
+  setMany(batch: Buffer, count: number, ttl: number): void;
+  deleteMany(batch: Buffer, count: number): number;
+  /** get()'s results without marking or counting. */
+  peek(keyLength: number, poolOffset: number): number | string;
+  /** -1 missing, 0 no expiry, else ms left. */
+  ttl(keyLength: number): number;
+  /** [type, value bytes, ttl as ttl()], or undefined when missing. */
+  info(keyLength: number): [number, number, number] | undefined;
+  touch(keyLength: number, ttl: number): boolean;
+  /** [next cursor (-1: shard done), records, bytes needed, shards]; the prefix is in the key buffer. */
+  scan(shard: number, cursor: number, prefixLength: number, buffer: Buffer): [number, number, number, number];
+  count(): number;
 }
 
 export interface Binding {

@@ -65,6 +65,16 @@ export interface CacheStats {
   shards: number;
 }
 
+/** What `info()` returns about a live entry. */
+export interface EntryInfo {
+  /** How the value is stored: a string, bytes (Buffer/Uint8Array), a number, or codec output. */
+  type: 'string' | 'bytes' | 'number' | 'object';
+  /** The stored value's size in bytes (encoded, without key and header). */
+  bytes: number;
+  /** ms left, as `ttl()`: `0` for no expiry. */
+  ttl: number;
+}
+
 /** What `verify()` returns. */
 export interface VerifyResult {
   ok: boolean;
@@ -87,6 +97,8 @@ const INITIAL_BUFFER = 64 * 1024;
  */
 const POOL_BYTES = 64 * 1024;
 const POOL_VALUE_MAX = 4 * 1024;
+/** How much of a shard entries() copies per native call (grown for a bucket that needs more). */
+const SCAN_BYTES = 64 * 1024;
 /**
  * The memo (option `memo`): strings a handle read, kept with what names their
  * entry in the segment, so that reading them again costs a Map lookup and a
@@ -202,6 +214,11 @@ export class Cache<V = unknown> {
   /** What the addon says about a string it just read (a MemoInfo, in #out). */
   #info = new Uint32Array(8);
   #infoExpires = new Float64Array(1);
+  /** Batches of keys (getMany, deleteMany), packed for the addon, and getMany's results. */
+  #batch = Buffer.alloc(0);
+  #results = new Float64Array(0);
+  /** scan()'s destination (entries(), values()). */
+  #scanBuffer: Buffer | undefined;
 
   /** @throws {ShmCacheError} `ERR_SHMCACHE_INVALID_OPTION` for any bad option. */
   constructor(options: CacheOptions<V>) {
@@ -214,8 +231,16 @@ export class Cache<V = unknown> {
     return this.#absolutePath ?? this.#options.path;
   }
 
-  /** Size in bytes: the segment's own once open, else the size a new one would get. */
+  /**
+   * Entries stored, as `stats().entries` (like `Map.size`, it may count
+   * expired entries not reclaimed yet). Opens the segment on first use.
+   */
   get size(): number {
+    return this.#handle().count();
+  }
+
+  /** The segment's size in bytes once open; before that, the size a new segment would get. */
+  get capacity(): number {
     return this.#native ? this.#size : this.#options.size;
   }
 
@@ -374,12 +399,12 @@ export class Cache<V = unknown> {
    * for a large one. Loops while a concurrent writer makes the value grow.
    * Returns get()'s result and the pool the value is in, at offset 0.
    */
-  #getRefilled(native: NativeCache, klen: number, bytes: number): [number | string, Buffer] {
+  #getRefilled(native: NativeCache, klen: number, bytes: number, peek = false): [number | string, Buffer] {
     for (;;) {
       const own = bytes > POOL_VALUE_MAX;
       const pool = Buffer.allocUnsafeSlow(own ? bytes : POOL_BYTES);
       native.setPool(pool);
-      const r = native.get(klen, 0);
+      const r = peek ? native.peek(klen, 0) : native.get(klen, 0);
       if (own) {
         // The large value's pool is its own: hand it out whole, then go back
         // to the shared pool.
@@ -690,6 +715,350 @@ export class Cache<V = unknown> {
     const n = this.#key.write(prefix, 0, 'utf8');
     if (n > MAX_KEY_BYTES) return [];
     return native.keys(n);
+  }
+
+  /**
+   * Writes `key` into the batch buffer at `at + 2`, its byte length at `at`.
+   * Returns the bytes taken (2 + length).
+   */
+  #packKey(key: unknown, at: number): number {
+    if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_BYTES) {
+      throw invalid('ERR_SHMCACHE_INVALID_KEY', KEY_RULE, 'key', key);
+    }
+    if (this.#batch.length < at + 2 + 3 * key.length) {
+      const grown = Buffer.allocUnsafe(Math.max(at + 2 + 3 * key.length, 2 * this.#batch.length, 4096));
+      this.#batch.copy(grown, 0, 0, at);
+      this.#batch = grown;
+    }
+    const b = this.#batch;
+    const len = key.length;
+    let i = 0;
+    for (; i < len; i++) {
+      const c = key.charCodeAt(i);
+      if (c > 0x7f) break;
+      b[at + 2 + i] = c;
+    }
+    let n = len;
+    if (i !== len) {
+      if (!isWellFormed(key)) throw invalid('ERR_SHMCACHE_INVALID_KEY', KEY_RULE, 'key', key);
+      n = b.write(key, at + 2, 'utf8');
+      if (n > MAX_KEY_BYTES) throw invalid('ERR_SHMCACHE_INVALID_KEY', KEY_RULE, 'key', key);
+    }
+    b[at] = n & 0xff;
+    b[at + 1] = n >> 8;
+    return 2 + n;
+  }
+
+  /** Packs `keys` into the batch buffer; returns where each starts (and the end). */
+  #packKeys(keys: readonly unknown[]): number[] {
+    const starts = new Array<number>(keys.length + 1);
+    let at = 0;
+    for (let i = 0; i < keys.length; i++) {
+      starts[i] = at;
+      at += this.#packKey(keys[i], at);
+    }
+    starts[keys.length] = at;
+    return starts;
+  }
+
+  /** A value get() copied into `pool` at `off`; `code` is length * 8 + type. */
+  #decode(pool: Buffer, code: number, off: number): V {
+    const type = code % 8;
+    const length = (code - type) / 8;
+    if (type === T_NUMBER) return pool.readDoubleLE(off) as V;
+    if (type === T_ASCII) return pool.toString('latin1', off, off + length) as V;
+    if (type === T_STRING) return pool.toString('utf8', off, off + length) as V;
+    const bytes = Buffer.from(pool.buffer as ArrayBuffer, pool.byteOffset + off, length);
+    return (type === T_BYTES ? bytes : this.#codec.decode(bytes)) as V;
+  }
+
+  /**
+   * The live value of each key, in order (`undefined` for a miss), read in
+   * one native call (more only when the read pool runs out). Counts hits and
+   * misses as `get()` does.
+   * @throws {ShmCacheError} INVALID_KEY (any bad key: nothing is read), CLOSED.
+   */
+  getMany(keys: Iterable<string>): (V | undefined)[] {
+    const list = Array.isArray(keys) ? keys : Array.from(keys);
+    const n = list.length;
+    const starts = this.#packKeys(list);
+    const native = this.#handle();
+    if (this.#results.length < 2 * n) this.#results = new Float64Array(Math.max(2 * n, 2 * this.#results.length));
+    const results = this.#results;
+    const out = new Array<V | undefined>(n);
+    let i = 0;
+    while (i < n) {
+      const pool = this.#pool;
+      const done = native.getMany(this.#batch, starts[i]!, n - i, this.#poolOff, results);
+      // Bytes and codec values stay where they were copied: the pool moves
+      // past the last of them, so no later call writes over one handed out.
+      let keep = -1;
+      for (let j = 0; j < done; j++) {
+        const code = results[2 * j]!;
+        if (code === -1) {
+          out[i + j] = undefined;
+          continue;
+        }
+        const off = results[2 * j + 1]!;
+        const type = code % 8;
+        if (type === T_BYTES || type === T_CODEC) keep = off + (code - type) / 8;
+        out[i + j] = this.#decode(pool, code, off);
+      }
+      if (keep >= 0) this.#poolOff = (keep + 7) & ~7;
+      i += done;
+      if (i === n) break;
+      // Key i did not fit the rest of the pool: read it as get() would.
+      out[i] = this.#read(list[i]!, undefined);
+      i++;
+    }
+    return out;
+  }
+
+  /** Checks a key as every method does; returns its UTF-8 bytes. */
+  #keyBytes(key: unknown): Buffer {
+    const n = this.#writeKey(key);
+    return Buffer.from(this.#key.subarray(0, n));
+  }
+
+  /**
+   * Stores every `[key, value]` pair, replacing. Every key and value is
+   * checked (and encoded) before any is stored: a bad one stores none.
+   * @throws {ShmCacheError} INVALID_KEY, INVALID_OPTION, VALUE_TOO_LARGE,
+   *   ENCODE (also for an `undefined` value), PERMISSION (read-only), CLOSED.
+   */
+  setMany(entries: Iterable<readonly [string, V]>, options?: SetOptions): void {
+    const ttl = this.#ttl(options, 'options');
+    if (entries === null || typeof (entries as Iterable<unknown>)?.[Symbol.iterator] !== 'function') {
+      throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'an iterable of [key, value] pairs', 'entries', entries);
+    }
+    this.#handle();
+    const keys: Buffer[] = [];
+    const types: number[] = [];
+    const values: (Buffer | string)[] = [];
+    const lengths: number[] = [];
+    let total = 0;
+    for (const pair of entries) {
+      if (!Array.isArray(pair)) throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'a [key, value] pair', 'entry', pair);
+      const [key, value] = pair as [unknown, V | undefined];
+      const k = this.#keyBytes(key);
+      let type: number;
+      let v: Buffer | string;
+      let length: number;
+      if (typeof value === 'string') {
+        type = T_STRING;
+        v = value;
+        length = Buffer.byteLength(value, 'utf8');
+      } else if (typeof value === 'number') {
+        type = T_NUMBER;
+        v = Buffer.allocUnsafe(8);
+        v.writeDoubleLE(value, 0);
+        length = 8;
+      } else if (value instanceof Uint8Array) {
+        type = T_BYTES;
+        v = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+        length = v.length;
+      } else if (value === undefined) {
+        throw new ShmCacheError(
+          'ERR_SHMCACHE_ENCODE',
+          `the value of ${JSON.stringify(key)} is undefined, which cannot be stored (deleteMany() removes keys)`,
+        );
+      } else {
+        type = T_CODEC;
+        v = this.#encodeValue(key as string, value);
+        length = v.length;
+      }
+      this.#checkLength(length);
+      keys.push(k);
+      types.push(type);
+      values.push(v);
+      lengths.push(length);
+      total += 8 + k.length + length;
+    }
+    if (keys.length === 0) return;
+    const batch = Buffer.allocUnsafe(total);
+    let at = 0;
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i]!;
+      batch.writeUInt16LE(k.length, at);
+      batch[at + 2] = types[i]!;
+      batch[at + 3] = 0;
+      batch.writeUInt32LE(lengths[i]!, at + 4);
+      k.copy(batch, at + 8);
+      const v = values[i]!;
+      if (typeof v === 'string') batch.write(v, at + 8 + k.length, 'utf8');
+      else v.copy(batch, at + 8 + k.length);
+      at += 8 + k.length + lengths[i]!;
+    }
+    this.#native!.setMany(batch, keys.length, ttl);
+  }
+
+  /** The codec's bytes for `value`, as set() makes them. */
+  #encodeValue(key: string, value: V): Buffer {
+    let encoded: Uint8Array;
+    try {
+      encoded = this.#codec.encode(value);
+    } catch (err) {
+      throw new ShmCacheError('ERR_SHMCACHE_ENCODE', `cannot encode the value of ${JSON.stringify(key)}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+    }
+    if (!(encoded instanceof Uint8Array)) {
+      throw new ShmCacheError('ERR_SHMCACHE_ENCODE', `the codec's encode() returned ${typeof encoded}, not a Uint8Array`);
+    }
+    return Buffer.isBuffer(encoded) ? encoded : Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength);
+  }
+
+  /**
+   * Removes every key, in one native call.
+   * @returns how many live entries were removed.
+   * @throws {ShmCacheError} INVALID_KEY (any bad key: nothing is removed), PERMISSION, CLOSED.
+   */
+  deleteMany(keys: Iterable<string>): number {
+    const list = Array.isArray(keys) ? keys : Array.from(keys);
+    this.#packKeys(list);
+    const native = this.#handle();
+    const memo = this.#memo;
+    if (memo !== undefined) {
+      for (const key of list) {
+        const kept = memo.get(key);
+        if (kept !== undefined) this.#forget(memo, key, kept);
+      }
+    }
+    return native.deleteMany(this.#batch, list.length);
+  }
+
+  /**
+   * Like `get()`, but counts no hit or miss and leaves the entry's access
+   * hint alone (it is no likelier to survive eviction for being peeked).
+   * @throws {ShmCacheError} INVALID_KEY, CLOSED.
+   */
+  peek(key: string): V | undefined {
+    const klen = this.#writeKey(key);
+    const native = this.#handle();
+    let r = native.peek(klen, this.#poolOff);
+    if (typeof r === 'string') return r as V;
+    if (r === -1) return undefined;
+    let pool = this.#pool;
+    if (r <= -2) {
+      [r, pool] = this.#getRefilled(native, klen, -r - 2, true);
+      if (typeof r === 'string') return r as V;
+      if (r === -1) return undefined;
+    }
+    const shared = pool === this.#pool;
+    const off = shared ? this.#poolOff : 0;
+    const type = r % 8;
+    if (shared && (type === T_BYTES || type === T_CODEC)) this.#poolOff = (off + (r - type) / 8 + 7) & ~7;
+    return this.#decode(pool, r, off);
+  }
+
+  /**
+   * ms left before `key` expires: `0` when it never does, `undefined` when
+   * it is missing or expired. Counts nothing.
+   * @throws {ShmCacheError} INVALID_KEY, CLOSED.
+   */
+  ttl(key: string): number | undefined {
+    const klen = this.#writeKey(key);
+    const r = this.#handle().ttl(klen);
+    return r < 0 ? undefined : r;
+  }
+
+  /**
+   * Gives the live entry at `key` a new time to live, in place and
+   * atomically (`0`: none), from now. Its value and place are unchanged.
+   * @returns `false` when there is no live entry.
+   * @throws {ShmCacheError} INVALID_KEY, INVALID_OPTION (bad ttl), PERMISSION, CLOSED.
+   */
+  touch(key: string, ttl: number): boolean {
+    const klen = this.#writeKey(key);
+    const ms = parseTtl(ttl, 'ttl');
+    const native = this.#handle();
+    const kept = this.#memo?.get(key);
+    if (kept !== undefined) this.#forget(this.#memo!, key, kept);
+    return native.touch(klen, ms);
+  }
+
+  /**
+   * What is stored at `key`: its type, its size in bytes and its TTL, or
+   * `undefined` when missing or expired. Reads no value, counts nothing.
+   * @throws {ShmCacheError} INVALID_KEY, CLOSED.
+   */
+  info(key: string): EntryInfo | undefined {
+    const klen = this.#writeKey(key);
+    const r = this.#handle().info(klen);
+    if (r === undefined) return undefined;
+    const [type, bytes, ttl] = r;
+    const name = type === T_NUMBER ? 'number' : type === T_BYTES ? 'bytes' : type === T_CODEC ? 'object' : 'string';
+    return { type: name, bytes, ttl };
+  }
+
+  /**
+   * Live `[key, value]` pairs, optionally only those whose key starts with
+   * `prefix`, shard by shard: each step copies a chunk of one shard's
+   * entries (under its lock, or between two equal sequences on a read-only
+   * handle) and no lock is held between steps, so other processes go on
+   * writing. An entry changed meanwhile may or may not appear; none is ever
+   * torn, and none appears twice unless it was replaced meanwhile.
+   * @throws {ShmCacheError} INVALID_KEY (prefix not a well-formed string), CLOSED.
+   */
+  entries(prefix: string = ''): IterableIterator<[string, V]> {
+    if (typeof prefix !== 'string' || !isWellFormed(prefix)) {
+      throw invalid('ERR_SHMCACHE_INVALID_KEY', 'a well-formed string', 'prefix', prefix);
+    }
+    this.#handle();
+    return this.#scan(Buffer.from(prefix, 'utf8'));
+  }
+
+  *#scan(pfx: Buffer): IterableIterator<[string, V]> {
+    if (pfx.length > MAX_KEY_BYTES) return;
+    let shards = 1;
+    for (let shard = 0; shard < shards; shard++) {
+      let cursor = 0;
+      while (cursor >= 0) {
+        const native = this.#handle();
+        pfx.copy(this.#key, 0);
+        const buffer = (this.#scanBuffer ??= Buffer.allocUnsafe(SCAN_BYTES));
+        const [next, count, need, total] = native.scan(shard, cursor, pfx.length, buffer);
+        shards = total;
+        if (need > 0) {
+          this.#scanBuffer = Buffer.allocUnsafe(Math.max(need, 2 * buffer.length));
+          continue;
+        }
+        cursor = next;
+        // Decoded whole before the first is yielded: the buffer is reused.
+        const chunk = new Array<[string, V]>(count);
+        let at = 0;
+        for (let i = 0; i < count; i++) {
+          const vlen = buffer.readUInt32LE(at);
+          const klen = buffer.readUInt16LE(at + 4);
+          const type = buffer[at + 6]!;
+          const k = at + 16;
+          const v = k + klen;
+          const key = buffer.toString('utf8', k, v);
+          let value: V;
+          if (type === T_NUMBER) value = buffer.readDoubleLE(v) as V;
+          else if (type === T_ASCII) value = buffer.toString('latin1', v, v + vlen) as V;
+          else if (type === T_STRING) value = buffer.toString('utf8', v, v + vlen) as V;
+          else {
+            const bytes = Buffer.from(buffer.subarray(v, v + vlen)); // a copy
+            value = (type === T_BYTES ? bytes : this.#codec.decode(bytes)) as V;
+          }
+          chunk[i] = [key, value];
+          at += (16 + klen + vlen + 7) & ~7;
+        }
+        yield* chunk;
+      }
+    }
+  }
+
+  /** Live values, as `entries(prefix)` walks them. */
+  values(prefix: string = ''): IterableIterator<V> {
+    const entries = this.entries(prefix);
+    return (function* () {
+      for (const [, value] of entries) yield value;
+    })();
+  }
+
+  /** `entries()`: `for (const [key, value] of cache)`. */
+  [Symbol.iterator](): IterableIterator<[string, V]> {
+    return this.entries();
   }
 
   /** Drops every entry of this segment (other segments are untouched). */

@@ -1,5 +1,5 @@
 export { Cache } from './cache';
-export type { CacheStats, IncrOptions, RememberOptions, SetOptions, VerifyResult } from './cache';
+export type { CacheStats, EntryInfo, IncrOptions, RememberOptions, SetOptions, VerifyResult } from './cache';
 export type { CacheOptions } from './options';
 export type { Codec } from './codecs';
 export { ShmCacheError } from './errors';
