@@ -57,8 +57,15 @@
     return e;
   }
 
+  /** The answer to what the user did (stays until the next one). */
   function message(text, kind) {
-    const m = $('message');
+    show($('message'), text, kind);
+  }
+  /** What is wrong with the cache shown (kept current by each sample). */
+  function cacheError(text) {
+    show($('cache-error'), text);
+  }
+  function show(m, text, kind) {
     if (!text) { m.hidden = true; m.textContent = ''; return; }
     m.hidden = false;
     m.className = 'message' + (kind === 'info' ? ' info' : '');
@@ -105,7 +112,7 @@
     try {
       state.caches = await api('/api/caches');
     } catch (e) {
-      message('Cannot list the caches: ' + e.message);
+      cacheError('Cannot list the caches: ' + e.message);
       return;
     }
     const nav = $('caches');
@@ -121,7 +128,7 @@
         }),
       ),
     );
-    if (state.caches.length === 0) message('No caches: no segment file found yet.', 'info');
+    if (state.caches.length === 0) cacheError('No caches: no segment file found yet.');
     const wanted = decodeURIComponent(location.hash.slice(1));
     if (!state.name || !state.caches.some((c) => c.name === state.name)) {
       const first = state.caches.find((c) => c.name === wanted) || state.caches[0];
@@ -139,6 +146,8 @@
     state.offset = 0;
     state.prefix = '';
     $('prefix').value = '';
+    message('');
+    cacheError('');
     closeEntry();
     $('cache-name').textContent = name;
     const c = state.caches.find((x) => x.name === name);
@@ -260,13 +269,12 @@
     try {
       r = await api(cachePath('stats?since=' + state.since));
     } catch (e) {
-      if (name === state.name) message('Cannot read ' + name + ': ' + e.message);
+      if (name === state.name) cacheError('Cannot read ' + name + ': ' + e.message);
       return;
     }
     if (name !== state.name) return; // switched meanwhile
     appendSeries(r.series);
-    if (r.error) message(name + ': ' + r.error.code + ': ' + r.error.message);
-    else message('');
+    cacheError(r.error ? name + ': ' + r.error.code + ': ' + r.error.message : '');
     showNumbers(r);
     drawCharts();
   }
