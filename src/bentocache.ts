@@ -49,7 +49,7 @@ const CACHE_OPTIONS = ['path', 'size', 'stamp', 'ttl', 'codec', 'create', 'memo'
 
 /** The L1 driver factory for `bentostore().useL1Layer(...)`. */
 export function shmcacheDriver(options: ShmcacheDriverOptions): ShmcacheDriverFactory {
-  return { options, factory: (config) => ShmcacheDriver.create(config) };
+  return { options, factory: (config) => ShmcacheDriver.create({ ...options, ...config }) };
 }
 
 interface Shared {
