@@ -120,7 +120,8 @@ uint64_t HeaderChecksum(const Header* h) {
 // to the handler that was there before, or kill the process as SIGBUS does.
 namespace {
 
-constexpr int kMaxMappings = 1024;
+constexpr int kMaxMappings = 16384;
+constexpr uintptr_t kReserving = 1;  // a slot being filled in: no mapping yet
 struct MappingSlot {
   std::atomic<uintptr_t> base{0};
   std::atomic<uint64_t> size{0};
@@ -134,7 +135,8 @@ void OnBus(int sig, siginfo_t* info, void* context) {
   uintptr_t at = reinterpret_cast<uintptr_t>(info->si_addr);
   for (MappingSlot& m : g_mappings) {
     uintptr_t base = m.base.load(std::memory_order_acquire);
-    if (base == 0 || at < base || at - base >= m.size.load(std::memory_order_relaxed)) continue;
+    if (base <= kReserving || at < base || at - base >= m.size.load(std::memory_order_relaxed))
+      continue;
     uintptr_t page = at & ~static_cast<uintptr_t>(g_page_bytes - 1);
     void* r = mmap(reinterpret_cast<void*>(page), static_cast<size_t>(g_page_bytes),
                    PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -167,18 +169,21 @@ void InstallBusHandler() {
   });
 }
 
-// The slot of a registered mapping, or -1 when all are taken (the mapping is
-// then unprotected, as before).
+// The slot of a registered mapping, or -1 when all are taken. The slot is
+// reserved first, so no other thread writes its size meanwhile, and its
+// base is published last.
 int RegisterMapping(void* base, uint64_t size) {
   InstallBusHandler();
   for (int i = 0; i < kMaxMappings; ++i) {
     uintptr_t expected = 0;
-    if (g_mappings[i].base.load(std::memory_order_relaxed) != 0) continue;
+    if (g_mappings[i].base.load(std::memory_order_relaxed) != 0 ||
+        !g_mappings[i].base.compare_exchange_strong(expected, kReserving,
+                                                    std::memory_order_acquire))
+      continue;
     g_mappings[i].size.store(size, std::memory_order_relaxed);
     g_mappings[i].lost.store(0, std::memory_order_relaxed);
-    if (g_mappings[i].base.compare_exchange_strong(expected, reinterpret_cast<uintptr_t>(base),
-                                                   std::memory_order_release))
-      return i;
+    g_mappings[i].base.store(reinterpret_cast<uintptr_t>(base), std::memory_order_release);
+    return i;
   }
   return -1;
 }
@@ -279,10 +284,15 @@ int OpenFolder(const std::string& dir, bool create) {
     }
     // O_PATH|O_NOFOLLOW opens a symlink itself, which fstat then shows.
     int next = ::openat(cur, part.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
-    if (next < 0 && errno == ENOENT && create) {
-      // Exactly 0700 whatever the umask; made meanwhile by another: as found.
-      if (mkdirat(cur, part.c_str(), 0700) == 0) fchmodat(cur, part.c_str(), 0700, 0);
-      next = ::openat(cur, part.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (next < 0 && errno == ENOENT && create && mkdirat(cur, part.c_str(), 0700) == 0) {
+      // Exactly 0700 whatever the umask, set through a descriptor of the
+      // folder itself (never a name, which another user may have swapped
+      // for a link meanwhile), and only on a folder of ours.
+      next = ::openat(cur, part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      struct stat made;
+      if (next >= 0 && fstat(next, &made) == 0 && made.st_uid == geteuid()) fchmod(next, 0700);
+    } else if (next < 0 && errno == ENOENT && create) {
+      next = ::openat(cur, part.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);  // made meanwhile
     }
     int e = errno;
     ::close(cur);
@@ -371,17 +381,38 @@ bool Segment::Open(const OpenRequest& req, Error* error, bool* created) {
     int fd;
     ~DirCloser() { ::close(fd); }
   } dir_closer{dirfd};
+  // A folder every user may write, without the sticky bit, lets any of them
+  // rename our segment away and put theirs in its place. A tenant folder
+  // (create_folder) must also be ours or root's, and not group-writable.
+  struct stat dst;
+  if (fstat(dirfd, &dst) != 0) {
+    int e = errno;
+    return Fail(error, Code::kIo, "cannot stat the folder " + Quote(dir), e, "fstat");
+  }
+  bool sticky = (dst.st_mode & S_ISVTX) != 0;
+  bool loose = !sticky && ((dst.st_mode & S_IWOTH) != 0 ||
+                           (req.create_folder && (dst.st_mode & S_IWGRP) != 0));
+  if (loose || (req.create_folder && dst.st_uid != geteuid() && dst.st_uid != 0)) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(dst.st_mode & 07777));
+    error->Set(Code::kPermission, "the folder " + Quote(dir) + " (mode " + mode + ", uid " +
+                                      std::to_string(dst.st_uid) + ") lets another user replace " +
+                                      where + "; use a folder of your own (0700) or a sticky one");
+    return false;
+  }
 
-  // Find or create the file. Every check runs on what lstat shows before
-  // the file is opened (so a FIFO or a device is never opened), and again
-  // on what was opened (it may have been swapped meanwhile).
+  // Find or create the file, then take its lock. Every check runs on what
+  // lstat shows before the file is opened (so a FIFO or a device is never
+  // opened), and again on what was opened (it may have been swapped
+  // meanwhile).
   bool fresh = false;
   struct stat st;
-  for (int attempt = 0; fd_ < 0; ++attempt) {
-    if (attempt > 16) {
+  for (int round = 0;; ++round) {
+    if (round > 16) {
       error->Set(Code::kIo, where + " keeps changing while it is opened", EAGAIN, "openat");
       return false;
     }
+    fresh = false;
     if (fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       int e = errno;
       if (e != ENOENT) return Fail(error, CodeForErrno(e), "cannot stat " + where, e, "fstatat");
@@ -390,83 +421,97 @@ bool Segment::Open(const OpenRequest& req, Error* error, bool* created) {
         return false;
       }
       fd_ = ::openat(dirfd, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-      if (fd_ >= 0) {
-        fresh = true;
-        break;
+      if (fd_ < 0) {
+        e = errno;
+        if (e == EEXIST) continue;
+        return Fail(error, CodeForErrno(e), "cannot create " + where, e, "openat");
       }
-      e = errno;
-      if (e == EEXIST) continue;
-      return Fail(error, CodeForErrno(e), "cannot create " + where, e, "openat");
+      fresh = true;
+      if (fchmod(fd_, 0600) != 0) {  // exactly 0600 whatever the umask
+        e = errno;
+        Close();
+        return Fail(error, CodeForErrno(e), "cannot chmod " + where, e, "fchmod");
+      }
+    } else {
+      std::string why = Refusal(st);
+      if (!why.empty()) {
+        error->Set(Code::kPermission, where + " " + why + "; it was left untouched");
+        return false;
+      }
+      int flags = O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+      fd_ = ::openat(dirfd, name.c_str(), O_RDWR | flags);
+      if (fd_ < 0 && (errno == EROFS || errno == EACCES)) {
+        fd_ = ::openat(dirfd, name.c_str(), O_RDONLY | flags);
+        if (fd_ >= 0) read_only_ = true;
+      }
+      if (fd_ < 0) {
+        int e = errno;
+        if (e == ENOENT) continue;  // removed meanwhile
+        return Fail(error, CodeForErrno(e), "cannot open " + where, e, "openat");
+      }
+      struct stat now;
+      if (fstat(fd_, &now) != 0) {
+        int e = errno;
+        Close();
+        return Fail(error, Code::kIo, "cannot stat " + where, e, "fstat");
+      }
+      if (now.st_dev != st.st_dev || now.st_ino != st.st_ino) {
+        Close();  // swapped between the check and the open: look again
+        path_ = req.path;
+        continue;
+      }
     }
-    std::string why = Refusal(st);
-    if (!why.empty()) {
-      error->Set(Code::kPermission, where + " " + why + "; it was left untouched");
-      return false;
-    }
-    int flags = O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
-    fd_ = ::openat(dirfd, name.c_str(), O_RDWR | flags);
-    if (fd_ < 0 && (errno == EROFS || errno == EACCES)) {
-      fd_ = ::openat(dirfd, name.c_str(), O_RDONLY | flags);
-      if (fd_ >= 0) read_only_ = true;
-    }
-    if (fd_ < 0) {
+
+    // Creation, initialization and resets are serialized by a kernel lock on
+    // the file itself, released by the kernel if its holder dies. Taken only
+    // now, after the checks: nobody else can open a 0600 file of ours.
+    int64_t deadline = MonotonicMs() + req.lock_wait_ms;
+    while (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
       int e = errno;
-      if (e == ENOENT) continue;  // removed meanwhile
-      return Fail(error, CodeForErrno(e), "cannot open " + where, e, "openat");
+      if (e == EINTR) continue;
+      if (e != EWOULDBLOCK) {
+        Close();
+        return Fail(error, Code::kIo, "cannot lock " + where, e, "flock");
+      }
+      if (MonotonicMs() >= deadline) {
+        Close();
+        error->Set(Code::kTimeout,
+                   "waited " + std::to_string(req.lock_wait_ms) + " ms for the file lock of " +
+                       where + " (another process is creating or resetting it)",
+                   e, "flock");
+        return false;
+      }
+      SleepMs(2);
     }
-    struct stat now;
-    if (fstat(fd_, &now) != 0) {
+    // Under the lock, what the file is now is what counts: a creator that
+    // failed may have removed it while we waited (then look again).
+    if (fstat(fd_, &st) != 0) {
       int e = errno;
       Close();
       return Fail(error, Code::kIo, "cannot stat " + where, e, "fstat");
     }
-    if (now.st_dev != st.st_dev || now.st_ino != st.st_ino) {
-      Close();  // swapped between the check and the open: look again
+    if (st.st_nlink == 0) {
+      Close();
       path_ = req.path;
       continue;
     }
+    break;
   }
+
+  // What the file holds decides, not who created it: two first openers
+  // both find it missing, one creates it, and the other may take the lock
+  // first and initialize it. An empty file is new; only then is it ours to
+  // remove again if its initialization fails.
+  bool needs_init = st.st_size == 0;
+  if (!needs_init) fresh = false;
   auto unlink_fresh = [&] {
-    if (fresh) ::unlinkat(dirfd, name.c_str(), 0);
+    if (!fresh) return;
+    struct stat at;
+    // Only the very inode we created and are still the only one to write.
+    if (fstatat(dirfd, name.c_str(), &at, AT_SYMLINK_NOFOLLOW) == 0 && at.st_dev == st.st_dev &&
+        at.st_ino == st.st_ino)
+      ::unlinkat(dirfd, name.c_str(), 0);
   };
-
-  if (fresh && fchmod(fd_, 0600) != 0) {  // exactly 0600 whatever the umask
-    int e = errno;
-    unlink_fresh();
-    Close();
-    return Fail(error, CodeForErrno(e), "cannot chmod " + where, e, "fchmod");
-  }
-
-  // Creation, initialization and resets are serialized by a kernel lock on
-  // the file itself, released by the kernel if its holder dies. Taken only
-  // now, after the checks: nobody else can open a 0600 file of ours.
-  int64_t deadline = MonotonicMs() + req.lock_wait_ms;
-  while (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-    int e = errno;
-    if (e == EINTR) continue;
-    if (e != EWOULDBLOCK) {
-      unlink_fresh();
-      Close();
-      return Fail(error, Code::kIo, "cannot lock " + where, e, "flock");
-    }
-    if (MonotonicMs() >= deadline) {
-      Close();
-      error->Set(Code::kTimeout,
-                 "waited " + std::to_string(req.lock_wait_ms) + " ms for the file lock of " +
-                     where + " (another process is creating or resetting it)",
-                 e, "flock");
-      return false;
-    }
-    SleepMs(2);
-  }
-
-  // Checked again under the lock: a creator may have finished meanwhile.
-  if (fstat(fd_, &st) != 0) {
-    int e = errno;
-    Close();
-    return Fail(error, Code::kIo, "cannot stat " + where, e, "fstat");
-  }
-  bool needs_init = fresh || st.st_size == 0;
   uint64_t new_size = req.size;
   if (!needs_init) {
     Header h;
@@ -495,6 +540,14 @@ bool Segment::Open(const OpenRequest& req, Error* error, bool* created) {
       Close();
       return false;
     }
+  }
+  if (needs_init && !req.create) {
+    error->Set(Code::kNotFound,
+               where +
+                   " exists but was never initialized as a segment (create: false writes "
+                   "nothing); it was left untouched");
+    Close();
+    return false;
   }
   if (needs_init && read_only_) {
     error->Set(Code::kPermission, where + " must be initialized but is open read-only", EROFS,
@@ -540,6 +593,15 @@ bool Segment::Open(const OpenRequest& req, Error* error, bool* created) {
   }
   base_ = static_cast<unsigned char*>(p);
   mapping_slot_ = RegisterMapping(base_, map_size_);
+  if (mapping_slot_ < 0) {
+    // A mapping the SIGBUS handler does not know would let the file's owner
+    // kill this process by truncating it.
+    unlink_fresh();
+    Close();
+    error->Set(Code::kIo, "this process has " + std::to_string(kMaxMappings) +
+                              " segments mapped, the most it can protect; close some first");
+    return false;
+  }
 
   if (needs_init) {
     if (!Initialize(size_, error)) {
@@ -557,7 +619,14 @@ bool Segment::Open(const OpenRequest& req, Error* error, bool* created) {
     Close();
     return false;
   }
-  if (!read_only_ && BootIdKnown() && std::memcmp(h.boot_id, BootId(), sizeof h.boot_id) != 0) {
+  static const unsigned char kNoBoot[sizeof h.boot_id] = {};
+  bool boot_known = std::memcmp(h.boot_id, kNoBoot, sizeof kNoBoot) != 0;
+  if (!read_only_ && BootIdKnown() && !boot_known) {
+    // Made by a process that could not read the boot id: which boot is not
+    // known, so nothing is renewed; from now on it is this one.
+    std::memcpy(header()->boot_id, BootId(), sizeof h.boot_id);
+  } else if (!read_only_ && BootIdKnown() &&
+             std::memcmp(h.boot_id, BootId(), sizeof h.boot_id) != 0) {
     if (!RenewLocks(error)) {
       Close();
       return false;

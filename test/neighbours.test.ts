@@ -168,6 +168,49 @@ describe.runIf(isRoot)('another uid in a shared folder', () => {
   });
 });
 
+describe.runIf(isRoot)('folders another user can write', () => {
+  test('a folder anyone may write without the sticky bit is refused: its files could be swapped', () => {
+    const open = join(shared, 'wide-open');
+    asMallory('mkdir', '-m', '0777', open);
+    asMallory('chmod', '0777', open);
+    const c = new Cache({ path: join(open, 'site.shm'), size: '1MB', stamp: false });
+    expect(code(() => c.open())).toBe('ERR_SHMCACHE_PERMISSION');
+    expect(readdirSync(open)).toEqual([]);
+  });
+
+  test("tenantCache() in a folder another uid owns (squatted before us) is refused, and nothing is made in it", () => {
+    const squat = join(shared, 'squatted');
+    asMallory('mkdir', '-m', '0755', squat);
+    const c = tenantCache('site', { dir: squat, size: '1MB', stamp: false });
+    expect(code(() => c.open())).toBe('ERR_SHMCACHE_PERMISSION');
+    expect(readdirSync(squat)).toEqual([]);
+  });
+
+  test('the folder tenantCache() makes is 0700 through its own descriptor: a swapped-in link changes no mode', async () => {
+    // The opener's mkdirat is held up 300 ms (strace); meanwhile Mallory, who
+    // owns the parent, swaps the new folder for a link to a file of root's.
+    const home = join(shared, 'race-home');
+    asMallory('mkdir', home);
+    const before = hash(secret);
+    const swapper = spawn('setpriv', ['--reuid', String(MALLORY), '--regid', String(MALLORY), '--clear-groups', 'sh', '-c',
+      `while :; do if [ -d ${home}/cache ] && [ ! -L ${home}/cache ]; then mv ${home}/cache ${home}/gone && ln -s ${secret} ${home}/cache && exit 0; fi; done`], { stdio: 'ignore' });
+    try {
+      const r = await new Promise<any>((resolve, reject) => {
+        const child = spawn('strace', ['-f', '-qq', '-o', '/dev/null', '-e', 'trace=mkdirat,mkdir', '-e', 'inject=mkdirat:delay_exit=300000', process.execPath, join(__dirname, 'fixtures', 'tenant-open.mjs'), join(home, 'cache')], { stdio: ['ignore', 'pipe', 'inherit'] });
+        let out = '';
+        child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+        child.on('error', reject);
+        child.on('close', () => resolve(JSON.parse(out.trim())));
+      });
+      await new Promise((resolve) => (swapper.exitCode !== null ? resolve(null) : swapper.once('exit', resolve)));
+      expect(r).toMatchObject({ ok: false, code: 'ERR_SHMCACHE_PERMISSION' });
+    } finally {
+      swapper.kill('SIGKILL');
+    }
+    expect(hash(secret)).toBe(before);
+  });
+});
+
 describe.runIf(isRoot)('files that are not segments are never written', () => {
   const cases: [string, (path: string) => void][] = [
     ['a 0600 file whose first 304 bytes are zero', (p) => writeFileSync(p, Buffer.concat([Buffer.alloc(304), Buffer.from('data after the zeros')]), { mode: 0o600 })],

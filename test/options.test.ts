@@ -1,4 +1,4 @@
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { Cache, ShmCacheError } from '../esm/index.mjs';
@@ -118,6 +118,16 @@ describe('laziness', () => {
     expect(code(() => new Cache({ path, create: 'no' as never }))).toBe('ERR_SHMCACHE_INVALID_OPTION');
     maker.close();
     cache.close();
+  });
+
+  test('create: false never writes: an empty or unfinished file is NOT_FOUND, left as it was', () => {
+    for (const bytes of [Buffer.alloc(0), Buffer.concat([Buffer.from('SHMCINIT', 'latin1'), Buffer.alloc(2 * 1024 * 1024 - 8)])]) {
+      const path = tmp.file();
+      writeFileSync(path, bytes, { mode: 0o600 });
+      const c = new Cache({ path, size: '1MB', create: false, stamp: false });
+      expect(code(() => c.open())).toBe('ERR_SHMCACHE_NOT_FOUND');
+      expect(readFileSync(path).equals(bytes)).toBe(true);
+    }
   });
 
   test('open() does the first-use work now and is idempotent', () => {

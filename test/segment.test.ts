@@ -71,7 +71,7 @@ describe('creation', () => {
   test('an existing segment keeps its own size', () => {
     const path = makeSegment('2MB');
     const c = new Cache({ path, size: '8MB', stamp: false });
-    expect(c.open().size).toBe(2 * MB);
+    expect(c.open().capacity).toBe(2 * MB);
     expect(c.get('k')).toBe('v');
     c.close();
     expect(statSync(path).size).toBe(2 * MB);
@@ -237,6 +237,56 @@ describe('ERR_SHMCACHE_CORRUPT', () => {
     expect(e.code).toBe('ERR_SHMCACHE_CORRUPT');
     expect(e.message).toMatch(/shorter/);
     expect(statSync(path).size).toBe(MB);
+  });
+});
+
+describe('two first openers of a new file', () => {
+  /** Runs open.mjs with its fchmod (the creator's step between O_EXCL and the file lock) held up by strace. */
+  function slowCreator(path: string, options: Record<string, unknown>, ops: unknown[][]) {
+    const child = spawn(
+      'strace',
+      ['-f', '-qq', '-o', '/dev/null', '-e', 'trace=fchmod', '-e', 'inject=fchmod:delay_exit=1500000', process.execPath, join(__dirname, 'fixtures', 'open.mjs'), path, JSON.stringify(options), JSON.stringify(ops)],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const done = new Promise<any>((resolve) => child.on('close', () => resolve(JSON.parse(out.trim().split('\n').pop()!))));
+    return { child, done };
+  }
+
+  test('the creator finds the file initialized by the other under the lock: it attaches, nothing is lost', async () => {
+    const path = tmp.file('race');
+    const a = slowCreator(path, { size: '1MB', stamp: false }, [['set', 'a', 'from A'], ['get', 'b']]);
+    await waitUntil(() => existsSync(path), 10_000, 'the slow creator to create the file');
+    const b = new Cache({ path, size: '1MB', stamp: false });
+    b.set('b', 'from B'); // B wins the lock and initializes while A waits in fchmod
+    const r = await a.done;
+    expect(r).toMatchObject({ ok: true, results: [null, 'from B'] });
+    expect(b.get('b')).toBe('from B');
+    expect(b.get('a')).toBe('from A');
+    b.close();
+  });
+
+  test.runIf(isRoot)('a creator that then fails (no space) never unlinks the file the other initialized', async () => {
+    const mnt = join(tmp.dir, 'race-fs');
+    mkdirSync(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mnt]);
+    try {
+      const path = join(mnt, 'site.shm');
+      const a = slowCreator(path, { size: '64MB', stamp: false }, [['get', 'b']]);
+      await waitUntil(() => existsSync(path), 10_000, 'the slow creator to create the file');
+      const b = new Cache({ path, size: '1MB', stamp: false });
+      b.set('b', 'from B');
+      const r = await a.done;
+      expect(r).toMatchObject({ ok: true, results: ['from B'] });
+      expect(statSync(path).size).toBe(MB);
+      const again = new Cache({ path, size: '1MB', stamp: false, create: false });
+      expect(again.get('b')).toBe('from B');
+      again.close();
+      b.close();
+    } finally {
+      execFileSync('umount', [mnt]);
+    }
   });
 });
 

@@ -17,7 +17,7 @@ describe('tenantCache()', () => {
     const c = tenantCache('site-a.example_1', { dir: '/var/cache/shm', size: '2MB', ttl: 5 });
     expect(c).toBeInstanceOf(Cache);
     expect(c.path).toBe('/var/cache/shm/site-a.example_1.shm');
-    expect(c.size).toBe(2 * 1024 * 1024);
+    expect(c.capacity).toBe(2 * 1024 * 1024);
     expect(c.isOpen).toBe(false);
   });
 
@@ -106,6 +106,8 @@ describe.runIf(isRoot)('jails (as root)', () => {
 
   test('a worker that jails after opening gets JAIL, and stays unjailed', async () => {
     const root = makeJail('c', 2005);
+    // Opened as root, so in a folder of root's (a tenant's own folder is refused to root).
+    chownSync(join(root, 'var', 'cache'), 0, 0);
     const r = await tenantWorker({ tenant: 'app', dir: join(root, 'var', 'cache'), root, uid: 2005, gid: 2005, openFirst: true });
     expect(r).toMatchObject({ ok: false, code: 'ERR_SHMCACHE_JAIL' });
     expect(r.message).toMatch(/before jail\(\)/);
