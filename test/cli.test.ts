@@ -64,7 +64,7 @@ describe('never creates, never resets, never grows', () => {
   test('a missing path exits 1 naming the code and the path, and creates nothing', async () => {
     const path = join(tmp.dir, 'missing.shm');
     const inMissingDir = join(tmp.dir, 'no-such-dir', 'x.shm');
-    for (const args of [
+    const cases = [
       ['stats', path],
       ['keys', path],
       ['get', path, 'k'],
@@ -73,8 +73,10 @@ describe('never creates, never resets, never grows', () => {
       ['verify', path],
       ['watch', path, '--count', '1'],
       ['stats', inMissingDir],
-    ]) {
-      const r = await runCli(args);
+    ];
+    const results = await Promise.all(cases.map((args) => runCli(args)));
+    for (const [i, args] of cases.entries()) {
+      const r = results[i]!;
       const target = args[1]!;
       if (args[0] === 'watch') {
         // watch keeps trying (a file may come back): each sample says why it has none.
@@ -97,10 +99,9 @@ describe('never creates, never resets, never grows', () => {
     // A new process group (detached) with a newer explicit stamp too: the
     // command would reset the segment if it attached with default options.
     const env = { SHMCACHE_STAMP: String(Date.now() * 1000) };
-    for (const args of [['stats', path], ['keys', path], ['get', path, 'k'], ['verify', path], ['watch', path, '--count', '1', '--interval', '0.1'], ['delete', path, 'other']]) {
-      const r = await runCli(args, { env, detached: true });
-      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
-    }
+    const cases = [['stats', path], ['keys', path], ['get', path, 'k'], ['verify', path], ['watch', path, '--count', '1', '--interval', '0.1'], ['delete', path, 'other']];
+    const results = await Promise.all(cases.map((args) => runCli(args, { env, detached: true })));
+    results.forEach((r, i) => expect(r.code, `${cases[i]!.join(' ')}: ${r.stderr}`).toBe(0));
     const { json } = await runCliJson(['stats', path, '--json']);
     expect(json.stamp).toBe(before.stamp);
     expect(json.resets).toBe(0);
