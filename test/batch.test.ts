@@ -98,7 +98,7 @@ describe('setMany', () => {
   test('a bad key, a value too large, a codec failure or an undefined value anywhere stores none', () => {
     const c = cache();
     const big = Buffer.alloc(c.maxValueSize + 1);
-    const cases: [unknown[][], string][] = [
+    const cases: [unknown[], string][] = [
       [[['x1', 1], ['', 2]], 'ERR_SHMCACHE_INVALID_KEY'],
       [[['x1', 1], ['\udc00', 2]], 'ERR_SHMCACHE_INVALID_KEY'],
       [[['x1', 1], ['x2', big]], 'ERR_SHMCACHE_VALUE_TOO_LARGE'],

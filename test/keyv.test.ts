@@ -27,7 +27,7 @@ class IteratingKeyv extends Keyv {
     super(options);
     const s = this.store as KeyvShmcache;
     if (typeof s.iterator === 'function') {
-      this.iterator = (this as unknown as { generateIterator(fn: unknown): typeof this.iterator }).generateIterator(s.iterator.bind(s));
+      this.iterator = (this as unknown as { generateIterator(fn: unknown): Keyv['iterator'] }).generateIterator(s.iterator.bind(s));
     }
   }
 }
