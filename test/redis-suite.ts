@@ -110,7 +110,7 @@ export function tierSuite(label: string, endpoint: () => Endpoint, restartable: 
   const tmp = tempDir('shmcache-tier-');
   const prefix = `t${Math.floor(Math.random() * 1e9)}:`;
   const paths = { A: tmp.file('A'), B: tmp.file('B'), C: tmp.file('C') };
-  const base = { prefix, localTtl: 3000, timeout: 300, lockTtl: 1500 };
+  const base = { prefix, localTtl: 10_000, timeout: 800, lockTtl: 1500 };
   const procs: Record<string, Proc> = {};
   const start = async (machine: keyof typeof paths, name: string): Promise<Proc> => {
     const e = endpoint();

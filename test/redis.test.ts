@@ -4,9 +4,9 @@
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import Redis from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
 import { Cache, ShmCacheError } from '../esm/index.mjs';
-import { TieredCache } from '../esm/redis.mjs';
+import { TieredCache, type TieredCacheOptions } from '../esm/redis.mjs';
 import { setClockOffsetForTesting } from '../dist/testing.js';
 import { tempDir, waitUntil } from './helpers';
 import { hasRedis, HOST, useRedis, type RedisServer } from './redis-server';
@@ -27,7 +27,7 @@ describe.skipIf(!hasRedis)('shmcache/redis, standalone', () => {
     return c;
   };
   const tier = <V = any>(options: Record<string, unknown> = {}): TieredCache<V> => {
-    const t = new TieredCache<V>({ local: { path: tmp.file('l1'), size: '4MB', stamp: false }, redis: client(), prefix: 'u:', timeout: 500, ...options } as any);
+    const t = new TieredCache<V>({ local: { path: tmp.file('l1'), size: '4MB', stamp: false }, redis: client(), prefix: 'u:', timeout: 2000, ...options } as any);
     tiers.push(t);
     return t;
   };
@@ -246,6 +246,7 @@ describe.skipIf(!hasRedis)('shmcache/redis, standalone', () => {
 
   it('Redis unreachable: L1 hits served, misses and writes reject with ERR_SHMCACHE_REDIS (cause kept), L1 left without the key', async () => {
     const a = tier();
+    await a.ready();
     await a.set('hit', 'v');
     expect(await a.get('hit')).toBe('v');
     const down = new Redis({ host: HOST, port: 1, ...recommended, retryStrategy: () => 1000 });
@@ -264,6 +265,28 @@ describe.skipIf(!hasRedis)('shmcache/redis, standalone', () => {
     expect((await rejects(t.ready())).code).toBe('ERR_SHMCACHE_REDIS');
     await t.close();
     t.local.close();
+  });
+
+  it('a client the caller closed: every Redis command rejects with ERR_SHMCACHE_REDIS, L1 hits still served', async () => {
+    const c = client();
+    const t = tier({ redis: c });
+    await t.ready(); // its first subscription drops the machine's copies: before the set
+    await t.set('k', 'v');
+    expect(await t.get('k')).toBe('v');
+    c.disconnect();
+    await waitUntil(() => c.status === 'end', 5000, 'the client to end');
+    expect(await t.get('k')).toBe('v');
+    expect((await rejects(t.get('other'))).code).toBe('ERR_SHMCACHE_REDIS');
+    expect((await rejects(t.set('k', 'w'))).code).toBe('ERR_SHMCACHE_REDIS');
+    expect(c.status).toBe('end'); // the tier did not reconnect the caller's client
+  });
+
+  it('types: values keep V through every method; options are typed', () => {
+    expectTypeOf<TieredCache<{ a: number }>['get']>().returns.toEqualTypeOf<Promise<{ a: number } | undefined>>();
+    expectTypeOf<TieredCache<string>['remember']>().returns.toEqualTypeOf<Promise<string>>();
+    expectTypeOf<TieredCache<string>['delete']>().returns.toEqualTypeOf<Promise<boolean>>();
+    expectTypeOf<TieredCache<string>['local']>().toEqualTypeOf<Cache<string>>();
+    expectTypeOf<TieredCacheOptions<string>['localTtl']>().toEqualTypeOf<number | undefined>();
   });
 
   it('remember(): a producer that throws stores nothing and rejects its own caller only; undefined stores nothing', async () => {
