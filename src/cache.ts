@@ -119,6 +119,11 @@ const LOADS_IN_ORDER = process.arch === 'x64';
 const GENERATION_WORD = 264 / 4;
 const T_ASCII = 6;
 const utf8 = new TextEncoder();
+/** Buffer's own decoders (what toString() calls once it has checked its arguments). */
+interface Slices {
+  latin1Slice(start: number, end: number): string;
+  utf8Slice(start: number, end: number): string;
+}
 
 /**
  * A string the memo keeps, and how to know its entry is still the live one
@@ -766,8 +771,9 @@ export class Cache<V = unknown> {
     const type = code % 8;
     const length = (code - type) / 8;
     if (type === T_NUMBER) return pool.readDoubleLE(off) as V;
-    if (type === T_ASCII) return pool.toString('latin1', off, off + length) as V;
-    if (type === T_STRING) return pool.toString('utf8', off, off + length) as V;
+    // The slices toString() ends in, without its argument handling.
+    if (type === T_ASCII) return (pool as unknown as Slices).latin1Slice(off, off + length) as V;
+    if (type === T_STRING) return (pool as unknown as Slices).utf8Slice(off, off + length) as V;
     const bytes = Buffer.from(pool.buffer as ArrayBuffer, pool.byteOffset + off, length);
     return (type === T_BYTES ? bytes : this.#codec.decode(bytes)) as V;
   }
@@ -1031,11 +1037,12 @@ export class Cache<V = unknown> {
           const type = buffer[at + 6]!;
           const k = at + 16;
           const v = k + klen;
-          const key = buffer.toString('utf8', k, v);
+          const slices = buffer as unknown as Slices;
+          const key = slices.utf8Slice(k, v);
           let value: V;
           if (type === T_NUMBER) value = buffer.readDoubleLE(v) as V;
-          else if (type === T_ASCII) value = buffer.toString('latin1', v, v + vlen) as V;
-          else if (type === T_STRING) value = buffer.toString('utf8', v, v + vlen) as V;
+          else if (type === T_ASCII) value = slices.latin1Slice(v, v + vlen) as V;
+          else if (type === T_STRING) value = slices.utf8Slice(v, v + vlen) as V;
           else {
             const bytes = Buffer.from(buffer.subarray(v, v + vlen)); // a copy
             value = (type === T_BYTES ? bytes : this.#codec.decode(bytes)) as V;
