@@ -42,6 +42,7 @@ bool Store::Open(const AttachRequest& req, Error* error, bool* created, bool* re
       bool group = req.mode == StampMode::kGroup;
       Atomic(h->leader_pid).store(group ? req.leader_pid : 0, std::memory_order_relaxed);
       Atomic(h->leader_start).store(group ? req.leader_start : 0, std::memory_order_relaxed);
+      Atomic(h->leader_ns).store(group ? SelfPidNamespace() : 0, std::memory_order_relaxed);
     }
     ClaimSlot();
   }
@@ -74,13 +75,15 @@ bool Store::NobodyAlive() const {
     return false;
   uint32_t leader = Atomic(const_cast<uint32_t&>(h->leader_pid)).load(std::memory_order_relaxed);
   uint64_t start = Atomic(const_cast<uint64_t&>(h->leader_start)).load(std::memory_order_relaxed);
-  if (leader != 0 && MayBeAlive(static_cast<pid_t>(leader), start)) return false;
+  uint32_t ns = Atomic(const_cast<uint32_t&>(h->leader_ns)).load(std::memory_order_relaxed);
+  if (leader != 0 && MayBeAlive(static_cast<pid_t>(leader), start, ns)) return false;
   for (uint32_t i = 0; i < kSlots; ++i) {
     Slot* s = slot(i);
     uint32_t pid = Atomic(s->pid).load(std::memory_order_acquire);
     if (pid == 0) continue;
     if (pid == pid_) return false;  // another handle of this very process
-    if (MayBeAlive(static_cast<pid_t>(pid), Atomic(s->start).load(std::memory_order_relaxed)))
+    if (MayBeAlive(static_cast<pid_t>(pid), Atomic(s->start).load(std::memory_order_relaxed),
+                   Atomic(s->pidns).load(std::memory_order_relaxed)))
       return false;
   }
   return true;
@@ -99,6 +102,7 @@ void Store::ClaimSlot() {
       if (free && owner.compare_exchange_strong(cur, pid_)) {
         // A taken-over slot keeps its counts (they are the segment's).
         Atomic(s->start).store(start, std::memory_order_relaxed);
+        Atomic(s->pidns).store(SelfPidNamespace(), std::memory_order_relaxed);
         slot_ = i;
         return;
       }

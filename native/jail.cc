@@ -3,12 +3,16 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -60,6 +64,52 @@ std::vector<std::string> DirectoryDescriptors() {
   return found;
 }
 
+// Mounts of procfs at or below `root`: inside the jail each is a way out
+// (/proc/<pid>/root of any process outside it that the jailed uid may
+// trace). From /proc/self/mountinfo; empty when it cannot be read.
+std::vector<std::string> ProcMountsUnder(const std::string& root) {
+  std::vector<std::string> found;
+  FILE* f = std::fopen("/proc/self/mountinfo", "re");
+  if (f == nullptr) return found;
+  char line[4096];
+  std::string prefix = root.back() == '/' ? root : root + "/";
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    // id parent major:minor root mountpoint options... - fstype source superoptions
+    char mount_point[2048], fstype[256];
+    const char* dash = std::strstr(line, " - ");
+    if (dash == nullptr || std::sscanf(line, "%*s %*s %*s %*s %2047s", mount_point) != 1 ||
+        std::sscanf(dash + 3, "%255s", fstype) != 1)
+      continue;
+    std::string mp = mount_point;  // octal escapes (\040) are left as they are
+    if (std::strcmp(fstype, "proc") == 0 && (mp == root || mp.rfind(prefix, 0) == 0))
+      found.push_back(mp);
+  }
+  std::fclose(f);
+  return found;
+}
+
+// Drops every capability this process still has (after setuid to a non-root
+// uid a process that held capabilities without being root keeps them, and
+// ambient ones survive): inside a chroot, CAP_SYS_CHROOT or CAP_SETUID is a
+// way out. Then checks that none is left.
+bool DropCapabilities(Error* error) {
+  prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2] = {};
+  if (syscall(SYS_capset, &header, data) != 0)
+    return Fail(error, "capset", "cannot drop the capabilities left after setuid");
+  __user_cap_data_struct now[2] = {};
+  if (syscall(SYS_capget, &header, now) != 0)
+    return Fail(error, "capget", "cannot read the capabilities left after setuid");
+  for (const auto& d : now) {
+    if (d.effective != 0 || d.permitted != 0 || d.inheritable != 0) {
+      errno = EPERM;
+      return Fail(error, "capset", "capabilities are left after setuid; exit this process");
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 void NoteSegmentOpened() { g_opened.store(true, std::memory_order_relaxed); }
@@ -79,6 +129,14 @@ bool Jail(const std::string& root, bool has_uid, uid_t uid, bool has_gid, gid_t 
     return false;
   }
   if (!root.empty()) {
+    std::vector<std::string> procs = ProcMountsUnder(root);
+    if (!procs.empty()) {
+      std::string list;
+      for (const std::string& p : procs) list += (list.empty() ? "" : ", ") + p;
+      error->Set(Code::kJail, "procfs is mounted inside the jail (" + list +
+                                  "): /proc/<pid>/root of any process outside it is a way out");
+      return false;
+    }
     std::vector<std::string> dirs = DirectoryDescriptors();
     if (!dirs.empty()) {
       std::string list;
@@ -100,6 +158,10 @@ bool Jail(const std::string& root, bool has_uid, uid_t uid, bool has_gid, gid_t 
   }
   if (has_uid && setuid(uid) != 0)
     return Fail(error, "setuid", "cannot set uid " + std::to_string(uid));
+  if (has_uid && !DropCapabilities(error)) return false;
+  // No execve may give privileges back (a setuid binary in the jail).
+  if (has_uid && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    return Fail(error, "prctl", "cannot set no_new_privs");
   return true;
 }
 

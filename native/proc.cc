@@ -16,6 +16,7 @@ namespace {
 unsigned char g_boot_id[16];
 bool g_boot_known = false;
 uint64_t g_self_start = 0;
+uint32_t g_self_pidns = 0;
 
 // Reads up to `cap - 1` bytes of a small file; -1 with errno on failure.
 ssize_t ReadSmall(const char* path, char* buf, size_t cap) {
@@ -61,18 +62,15 @@ uint64_t StartFromStat(const char* stat, bool* dead) {
   return end == p ? 0 : static_cast<uint64_t>(v);
 }
 
-// 1: read, 0: no such process, -1: cannot tell (no /proc, no access).
+// 1: read, 0: no such process (or a zombie), -1: cannot tell.
 int ReadStart(pid_t pid, uint64_t* start) {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
   char buf[1024];
   if (ReadSmall(path, buf, sizeof buf) < 0) {
-    if (errno == ENOENT || errno == ESRCH) {
-      // Only believable when /proc is there at all.
-      char self[1024];
-      return ReadSmall("/proc/self/stat", self, sizeof self) >= 0 ? 0 : -1;
-    }
-    return -1;
+    // No /proc entry: gone, or only hidden from us (hidepid), or no /proc at
+    // all. The kernel's answer to kill(pid, 0) tells gone from the others.
+    return kill(pid, 0) != 0 && errno == ESRCH ? 0 : -1;
   }
   bool dead = false;
   *start = StartFromStat(buf, &dead);
@@ -84,6 +82,13 @@ int ReadStart(pid_t pid, uint64_t* start) {
 
 void InitProcessInfo() {
   g_self_start = ProcessStart(getpid());
+  char ns[64];
+  ssize_t n = readlink("/proc/self/ns/pid", ns, sizeof ns - 1);
+  if (n > 0) {
+    ns[n] = '\0';
+    const char* open = std::strchr(ns, '[');
+    if (open != nullptr) g_self_pidns = static_cast<uint32_t>(std::strtoul(open + 1, nullptr, 10));
+  }
   char buf[64];
   if (ReadSmall("/proc/sys/kernel/random/boot_id", buf, sizeof buf) < 32) return;
   unsigned char id[16];
@@ -106,14 +111,16 @@ void InitProcessInfo() {
 const unsigned char* BootId() { return g_boot_id; }
 bool BootIdKnown() { return g_boot_known; }
 uint64_t SelfStart() { return g_self_start; }
+uint32_t SelfPidNamespace() { return g_self_pidns; }
 
 uint64_t ProcessStart(pid_t pid) {
   uint64_t start = 0;
   return ReadStart(pid, &start) == 1 ? start : 0;
 }
 
-bool MayBeAlive(pid_t pid, uint64_t start) {
+bool MayBeAlive(pid_t pid, uint64_t start, uint32_t ns) {
   if (pid <= 0) return false;
+  if (ns != 0 && ns != g_self_pidns) return true;  // its pid numbers are not ours
   uint64_t now = 0;
   int r = ReadStart(pid, &now);
   if (r == 0) return false;

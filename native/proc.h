@@ -22,13 +22,19 @@ bool BootIdKnown();
 // This process's start time in clock ticks since boot, 0 when unknown.
 uint64_t SelfStart();
 
+// The inode of this process's pid namespace (/proc/self/ns/pid), 0 when
+// unknown. Pids recorded by a process of another namespace mean nothing here.
+uint32_t SelfPidNamespace();
+
 // The start time of `pid` (field 22 of /proc/<pid>/stat), 0 when unknown.
 uint64_t ProcessStart(pid_t pid);
 
-// Whether the process `pid` that started at `start` (0: unknown) may still
-// run. Only says false when it is sure: /proc shows no such process, or one
-// with another start time, or kill(pid, 0) says ESRCH.
-bool MayBeAlive(pid_t pid, uint64_t start);
+// Whether the process `pid` that started at `start` (0: unknown), recorded
+// by a process of pid namespace `ns` (0: unknown), may still run. Only says
+// false when it is sure: the namespace is this one (or unknown), and /proc
+// shows a zombie or a process with another start time, or kill(pid, 0) says
+// ESRCH. A pid hidden by hidepid, or of another namespace, may be alive.
+bool MayBeAlive(pid_t pid, uint64_t start, uint32_t ns = 0);
 
 }  // namespace shmcache
 

@@ -652,7 +652,8 @@ bool Segment::RenewLocks(Error* error) {
     const Slot* slot = reinterpret_cast<const Slot*>(base_ + layout_.slots_off) + i;
     uint32_t pid = Atomic(const_cast<uint32_t&>(slot->pid)).load(std::memory_order_acquire);
     uint64_t start = Atomic(const_cast<uint64_t&>(slot->start)).load(std::memory_order_relaxed);
-    if (pid != 0 && start != 0 && MayBeAlive(static_cast<pid_t>(pid), start)) {
+    uint32_t ns = Atomic(const_cast<uint32_t&>(slot->pidns)).load(std::memory_order_relaxed);
+    if (pid != 0 && start != 0 && MayBeAlive(static_cast<pid_t>(pid), start, ns)) {
       std::memcpy(h->boot_id, BootId(), sizeof h->boot_id);
       return true;
     }

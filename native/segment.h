@@ -70,6 +70,8 @@ struct Header {
   // the segment cannot tell who uses it, so default stamps never reset it.
   uint32_t unslotted;
   uint64_t leader_start;
+  uint32_t leader_ns;  // the leader's pid namespace (inode), 0 unknown
+  uint32_t pad2;
 };
 static_assert(sizeof(Header) <= kHeaderBytes, "header fits its page");
 static_assert(offsetof(Header, stamp) == 256 && offsetof(Header, generation) == 264,
@@ -130,8 +132,8 @@ static_assert(sizeof(Page) == 32, "page record is 32 bytes");
 
 // One per open handle, a cache line each: counts reads without contention.
 struct Slot {
-  uint32_t pid;  // owner, 0 when free (atomic)
-  uint32_t pad;
+  uint32_t pid;    // owner, 0 when free (atomic)
+  uint32_t pidns;  // the pid namespace its pid is in (inode), 0 unknown
   uint64_t hits;
   uint64_t misses;
   // Hits served from the handle's memo, counted by its JS code (a float64,

@@ -123,7 +123,7 @@ struct AttachRequest {
   uint64_t stamp = 0;
   StampMode mode = StampMode::kNever;
   uint32_t leader_pid = 0;    // kGroup: this process's group leader
-  uint64_t leader_start = 0;  // and its start time (clock ticks since boot)
+  uint64_t leader_start = 0;  // and its start time (clock ticks since boot), 0 unknown
 };
 
 class Store {

@@ -144,8 +144,14 @@ export function resolveOptions<V>(options: unknown): ResolvedOptions<V> {
       throw new ShmCacheError('ERR_SHMCACHE_INVALID_OPTION', `Unknown option ${JSON.stringify(name)}`);
     }
   }
-  if (typeof o.path !== 'string' || o.path.length === 0 || o.path.includes('\0')) {
-    throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'a non-empty file path', 'path', o.path);
+  if (
+    typeof o.path !== 'string' ||
+    o.path.length === 0 ||
+    o.path.includes('\0') ||
+    o.path.endsWith('/') ||
+    !(o.path as unknown as { isWellFormed(): boolean }).isWellFormed()
+  ) {
+    throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'a non-empty, well-formed path to a file (not ending in /)', 'path', o.path);
   }
   let stamp: number | false;
   let stampMode: StampMode = 'explicit';

@@ -20,23 +20,30 @@ export interface GroupIdentity {
  * chroot hides /proc.
  */
 function readGroupIdentity(): GroupIdentity {
-  const none = { stamp: 0, leaderPid: 0, leaderStart: 0 };
+  const fields = (pid: string): string[] => {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    // The command name is in parentheses and may hold spaces.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  };
+  let leaderPid = 0;
   try {
-    const fields = (pid: string): string[] => {
-      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
-      // The command name is in parentheses and may hold spaces.
-      return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    };
-    const pgid = fields('self')[2]; // field 5: pgrp
-    if (pgid === undefined) return none;
-    const startTicks = Number(fields(pgid)[19]); // field 22: starttime
+    leaderPid = Number(fields('self')[2]); // field 5: pgrp
+    if (!Number.isSafeInteger(leaderPid) || leaderPid <= 0) leaderPid = 0;
+  } catch {
+    return { stamp: 0, leaderPid: 0, leaderStart: 0 };
+  }
+  try {
+    const startTicks = Number(fields(String(leaderPid))[19]); // field 22: starttime
     const procStat = fs.readFileSync('/proc/stat', 'latin1');
     const btime = Number(/^btime (\d+)$/m.exec(procStat)?.[1]);
-    if (!Number.isSafeInteger(startTicks) || !Number.isSafeInteger(btime)) return none;
+    if (!Number.isSafeInteger(startTicks) || !Number.isSafeInteger(btime)) throw new Error('unreadable');
     // USER_HZ is 100 on every Linux architecture Node runs on.
-    return { stamp: btime * 1000 + startTicks * 10, leaderPid: Number(pgid), leaderStart: startTicks };
+    return { stamp: btime * 1000 + startTicks * 10, leaderPid, leaderStart: startTicks };
   } catch {
-    return none;
+    // The leader's /proc entry is hidden (hidepid) or gone: no stamp (never
+    // resets), but its pid is still recorded, so that the segment counts it
+    // as alive while kill(pid, 0) says so.
+    return { stamp: 0, leaderPid, leaderStart: 0 };
   }
 }
 

@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import { binding } from './binding';
 import { Cache } from './cache';
-import { invalid } from './errors';
+import { invalid, ShmCacheError } from './errors';
 import { makesItsFolder } from './open';
 import type { CacheOptions } from './options';
 
@@ -90,8 +90,13 @@ export function jail(options: JailOptions): void {
   if (root === undefined && u < 0 && g < 0) {
     throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'at least one of root, uid, gid', 'options', options);
   }
+  if (!isMainThread) {
+    // The chroot is the process's, but a worker thread cannot make the main
+    // thread's Node see its new working directory.
+    throw new ShmCacheError('ERR_SHMCACHE_JAIL', 'jail() must be called from the main thread');
+  }
   binding.jail(root === undefined ? '' : path.resolve(root), u, g);
   // Node caches the working directory; make it see the jail's '/' too, or a
   // relative cache path would resolve against the old one.
-  if (root !== undefined && isMainThread) process.chdir('/');
+  if (root !== undefined) process.chdir('/');
 }

@@ -211,6 +211,66 @@ describe.runIf(isRoot)('folders another user can write', () => {
   });
 });
 
+describe.runIf(isRoot)('pid namespaces', () => {
+  // A pid recorded by a process of another pid namespace names nothing here:
+  // the segment cannot tell whether it lives, so it does not reset.
+  async function holderIn(cmd: string[], path: string) {
+    const child = spawn(cmd[0]!, [...cmd.slice(1), process.execPath, join(__dirname, 'fixtures', 'pg-holder.mjs'), path], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
+    return child;
+  }
+  const newcomer = (cmd: string[], path: string) =>
+    JSON.parse(execFileSync(cmd[0]!, [...cmd.slice(1), process.execPath, join(__dirname, 'fixtures', 'pg-worker.mjs'), path, JSON.stringify([['get', 'k']])], { encoding: 'utf8' }).trim().split('\n').pop()!);
+
+  for (const [name, holderCmd, newcomerCmd] of [
+    ['a holder in a container, a newcomer on the host', ['unshare', '-p', '-f', '--mount-proc', 'setsid'], ['setsid']],
+    ['a holder on the host, a newcomer in a container', ['setsid'], ['unshare', '-p', '-f', '--mount-proc', 'setsid']],
+  ] as const) {
+    test(`${name}: no reset`, async () => {
+      const path = tmp.file('pidns');
+      const seed = new Cache({ path, size: '1MB' });
+      seed.set('k', 'kept');
+      seed.close();
+      const holder = await holderIn([...holderCmd], path);
+      try {
+        await new Promise((r) => setTimeout(r, 30)); // a later group start than the holder's
+        const r = newcomer([...newcomerCmd], path);
+        expect(r).toMatchObject({ results: ['kept'], stats: { resets: 0 } });
+      } finally {
+        // unshare and setsid fork: the holder is found by its segment path.
+        execFileSync('pkill', ['-KILL', '-f', `pg-holder.mjs ${path}`]);
+        holder.kill('SIGKILL');
+      }
+    });
+  }
+});
+
+describe.runIf(isRoot)('hidden pids (hidepid=2)', () => {
+  test("a cron job that cannot see the live master's /proc entry still counts it as alive: no reset", async () => {
+    const dir = join(tmp.dir, 'hidepid');
+    mkdirSync(dir, { mode: 0o700 });
+    chownSync(dir, MALLORY, MALLORY);
+    const path = join(dir, 'app.shm');
+    // The master: root, a process group of its own, alive throughout.
+    const master = spawn(process.execPath, [join(__dirname, 'fixtures', 'pg-master.mjs')], { detached: true, stdio: ['pipe', 'pipe', 'inherit'] });
+    const lines: any[] = [];
+    master.stdout!.on('data', (d: Buffer) => lines.push(...d.toString().trim().split('\n').map((l) => JSON.parse(l))));
+    try {
+      await waitUntil(() => lines.some((m) => m.msg?.ready));
+      // Its worker runs as Mallory (the cache's owner) and stores a value.
+      master.stdin!.write(JSON.stringify({ run: 'pg-worker-as.mjs', args: [`${MALLORY}:${MALLORY}`, path, JSON.stringify([['set', 'k', 'kept']])], tag: 'w' }) + '\n');
+      await waitUntil(() => lines.some((m) => m.tag === 'w' && 'exit' in m.msg));
+      await new Promise((r) => setTimeout(r, 30)); // a later group start
+      // The cron job: Mallory, a new group, in a mount namespace whose /proc hides other users' processes.
+      const out = execFileSync('unshare', ['-m', 'sh', '-c',
+        `mount -t proc -o hidepid=2 proc /proc && exec setsid setpriv --reuid ${MALLORY} --regid ${MALLORY} --clear-groups ${process.execPath} ${join(__dirname, 'fixtures', 'pg-worker.mjs')} ${path} '[["get","k"]]'`], { encoding: 'utf8' });
+      expect(JSON.parse(out.trim())).toMatchObject({ results: ['kept'], stats: { resets: 0 } });
+    } finally {
+      process.kill(-master.pid!, 'SIGKILL');
+    }
+  });
+});
+
 describe.runIf(isRoot)('files that are not segments are never written', () => {
   const cases: [string, (path: string) => void][] = [
     ['a 0600 file whose first 304 bytes are zero', (p) => writeFileSync(p, Buffer.concat([Buffer.alloc(304), Buffer.from('data after the zeros')]), { mode: 0o600 })],
@@ -263,6 +323,35 @@ describe.runIf(isRoot)('jail() ways out', () => {
     // A plain Node worker holds no directory descriptor of its own.
     const plain = await runFixture('jail-probe.mjs', [JSON.stringify({ root, uid: MALLORY, gid: MALLORY })]);
     expect(plain.messages[0]).toMatchObject({ ok: true, uid: MALLORY, cwd: '/' });
+  });
+
+  test('capabilities a non-root process held are gone after jail(): it cannot become root again', async () => {
+    const root = join(tmp.dir, 'jail-caps');
+    mkdirSync(root, { recursive: true });
+    const caps = '+sys_chroot,+setuid,+setgid';
+    const out = execFileSync('setpriv', ['--reuid', '2202', '--regid', '2202', '--clear-groups', '--inh-caps', caps, '--ambient-caps', caps,
+      process.execPath, join(__dirname, 'fixtures', 'jail-probe.mjs'), JSON.stringify({ root, uid: MALLORY, gid: MALLORY })], { encoding: 'utf8' });
+    const zero = '0000000000000000';
+    expect(JSON.parse(out)).toMatchObject({ ok: true, uid: MALLORY, caps: { CapInh: zero, CapPrm: zero, CapEff: zero, CapAmb: zero } });
+  });
+
+  test('a procfs mounted inside the jail is refused (a way out through /proc/<pid>/root)', async () => {
+    const root = join(tmp.dir, 'jail-proc');
+    mkdirSync(join(root, 'proc'), { recursive: true });
+    execFileSync('mount', ['-t', 'proc', 'proc', join(root, 'proc')]);
+    try {
+      const r = await runFixture('jail-probe.mjs', [JSON.stringify({ root, uid: MALLORY, gid: MALLORY })]);
+      expect(r.messages[0]).toMatchObject({ ok: false, code: 'ERR_SHMCACHE_JAIL', uid: 0 });
+      expect(r.messages[0].message).toContain(join(root, 'proc'));
+    } finally {
+      execFileSync('umount', [join(root, 'proc')]);
+    }
+  });
+
+  test('jail() from a worker thread is refused', async () => {
+    const r = await runFixture('jail-probe.mjs', [JSON.stringify({ root: tmp.dir, uid: MALLORY, gid: MALLORY })], { env: { TEST_IN_WORKER: '1' } });
+    expect(r.messages[0]).toMatchObject({ ok: false, code: 'ERR_SHMCACHE_JAIL', uid: 0 });
+    expect(r.messages[0].message).toMatch(/main thread/);
   });
 
   test('jail() is refused in-process too, with the same code', () => {

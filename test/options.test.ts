@@ -120,6 +120,12 @@ describe('laziness', () => {
     cache.close();
   });
 
+  test('a path that is ill-formed or names a folder is an option error', () => {
+    for (const path of ['/dev/shm/x\ud800.shm', '/dev/shm/x.shm/', 'dir/']) {
+      expect(code(() => new Cache({ path })), JSON.stringify(path)).toBe('ERR_SHMCACHE_INVALID_OPTION');
+    }
+  });
+
   test('create: false never writes: an empty or unfinished file is NOT_FOUND, left as it was', () => {
     for (const bytes of [Buffer.alloc(0), Buffer.concat([Buffer.from('SHMCINIT', 'latin1'), Buffer.alloc(2 * 1024 * 1024 - 8)])]) {
       const path = tmp.file();
