@@ -48,7 +48,9 @@ function randomMutation() {
   return { name: `random ${bytes} bytes @${at}=${value}`, at, bytes, value: String(value), kind: 'n' };
 }
 
-const counts = { trials: 0, ok: 0, refusedAtOpen: 0, errors: {}, repaired: 0, crashed: 0, hung: 0, badValues: 0, liveTrials: 0 };
+// crashed: ended by a signal; failed: exited non-zero without one (a JS
+// error outside the cases, such as the addon missing during a rebuild).
+const counts = { trials: 0, ok: 0, refusedAtOpen: 0, errors: {}, repaired: 0, crashed: 0, failed: 0, hung: 0, badValues: 0, liveTrials: 0 };
 const failures = [];
 
 function run(job, onLine) {
@@ -103,7 +105,8 @@ async function restBatch(n) {
   if (r.signal !== null || r.code !== 0) {
     counts.trials++;
     if (r.hung) counts.hung++;
-    else counts.crashed++;
+    else if (r.signal !== null) counts.crashed++;
+    else counts.failed++;
     failures.push(`${r.current ?? 'between cases'}: ${r.hung ? 'hung' : `code ${r.code} signal ${r.signal}`} ${r.stderr.slice(0, 500)}`);
   }
 }
@@ -140,7 +143,8 @@ async function liveTrial() {
     if (r.signal !== null || r.code !== 0) {
       counts.trials++;
       if (r.hung) counts.hung++;
-      else counts.crashed++;
+      else if (r.signal !== null) counts.crashed++;
+      else counts.failed++;
       failures.push(`live trial ${counts.liveTrials}: ${r.hung ? 'hung' : `code ${r.code} signal ${r.signal}`} ${r.stderr.slice(0, 500)}`);
     }
   }
@@ -161,4 +165,4 @@ for (let round = 0; Date.now() < end; round++) {
 rmSync(dir, { recursive: true, force: true });
 console.log('final', JSON.stringify(counts, null, 2));
 for (const f of failures.slice(0, 20)) console.log('FAIL', f);
-process.exit(counts.crashed + counts.hung + counts.badValues > 0 ? 1 : 0);
+process.exit(counts.crashed + counts.failed + counts.hung + counts.badValues > 0 ? 1 : 0);
