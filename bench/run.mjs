@@ -12,6 +12,7 @@ import os from 'node:os';
 import { join, dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { ensureBenchDependency } from './deps.mjs';
 import { markdown, svgChart, targets } from './report.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -31,6 +32,7 @@ const multiWorkloads = list('multi-workloads', 'get100,mixed');
 const seconds = Number(opt('seconds', '0.5'));
 const reps = Number(opt('reps', '3'));
 const keys = Number(opt('keys', '100000'));
+if (systems.includes('sqlite')) ensureBenchDependency('better-sqlite3');
 const dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'shmcache-bench-'));
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
