@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Cache } from './cache';
+import { isWellFormed } from './strings';
 
 /**
  * Keys of the adapters (shmcache/keyv, shmcache/bentocache). Keyv and
@@ -17,7 +18,6 @@ import type { Cache } from './cache';
 export const MARK = '\u0000#';
 const MAX_KEY_BYTES = 1024;
 const MAX_PREFIX_BYTES = 512;
-const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
 
 export interface StoredKey {
   key: string;

@@ -6,6 +6,7 @@ import type { Codec } from './codecs';
 import { invalid, ShmCacheError } from './errors';
 import { makesItsFolder, openSegment } from './open';
 import { parseTtl, resolveOptions, type CacheOptions, type ResolvedOptions } from './options';
+import { isWellFormed } from './strings';
 
 /** Options of `set()` and `add()`. */
 export interface SetOptions {
@@ -158,8 +159,6 @@ function checkSafeInteger(value: unknown, name: string): number {
 
 const KEY_RULE = 'a non-empty, well-formed string of at most 1024 UTF-8 bytes';
 
-/** String.prototype.isWellFormed (Node 20): no lone surrogate. */
-const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
 
 /** A per-call options object whose every property is one of `allowed`. */
 function optionsObject(value: unknown, name: string, allowed: readonly string[]): Record<string, unknown> {

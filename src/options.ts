@@ -2,6 +2,7 @@ import type { Codec } from './codecs';
 import { jsonCodec, v8Codec } from './codecs';
 import { invalid, ShmCacheError } from './errors';
 import { processGroup } from './stamps';
+import { isWellFormed } from './strings';
 
 /** Options of `new Cache()`. Only `path` is required. */
 export interface CacheOptions<V = unknown> {
@@ -149,7 +150,7 @@ export function resolveOptions<V>(options: unknown): ResolvedOptions<V> {
     o.path.length === 0 ||
     o.path.includes('\0') ||
     o.path.endsWith('/') ||
-    !(o.path as unknown as { isWellFormed(): boolean }).isWellFormed()
+    !isWellFormed(o.path)
   ) {
     throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'a non-empty, well-formed path to a file (not ending in /)', 'path', o.path);
   }

@@ -217,3 +217,14 @@ describe('installed from the tarball with no compiler, python3 or make on PATH',
     expect(msg.message).toMatch(/python3, make and g\+\+/);
   });
 });
+
+describe.runIf(process.arch === 'x64' && process.getuid?.() === 0)('the linux-arm64 prebuild', () => {
+  it('cross-compiles and runs under qemu: two arm64 processes share values, count, read through the memo and verify', async () => {
+    // scripts/prebuild-arm64.sh: Debian's aarch64 cross compiler and
+    // qemu-user-static (.ci/run installs them when missing), and Debian's
+    // arm64 nodejs unpacked into a private root (the script fetches it).
+    const r = await run('bash', [join(repo, 'scripts', 'prebuild-arm64.sh')], repo, 600_000, process.env.PATH!);
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(r.stdout).toMatch(/Machine:\s+AArch64/);
+  }, 620_000);
+});

@@ -4,6 +4,7 @@ import { jsonCodec, v8Codec, type Codec } from '../codecs';
 import { invalid, ShmCacheError } from '../errors';
 import type { CacheOptions } from '../options';
 import { parseTtl } from '../options';
+import { isWellFormed } from '../strings';
 
 /** Options of `new TieredCache()`. `local` and `redis` are required. */
 export interface TieredCacheOptions<V = unknown> {
@@ -119,7 +120,7 @@ export function resolveTierOptions<V>(options: unknown): ResolvedTierOptions<V> 
     typeof prefix !== 'string' ||
     prefix.length === 0 ||
     prefix.charCodeAt(0) === 0 ||
-    !(prefix as unknown as { isWellFormed(): boolean }).isWellFormed() ||
+    !isWellFormed(prefix) ||
     Buffer.byteLength(prefix, 'utf8') >= MAX_NAME_BYTES
   ) {
     throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'a non-empty, well-formed string not starting with U+0000', 'prefix', prefix);

@@ -10,6 +10,7 @@ import { LocalLayer } from './local';
 import { RedisLock } from './lock';
 import { MAX_NAME_BYTES, resolveTierOptions, type ResolvedTierOptions, type TieredCacheOptions } from './options';
 import { decodeValue, encodeMessage, encodeValue, FILL, LOCKED, type BusMessage } from './wire';
+import { isWellFormed } from '../strings';
 
 /** Options of `TieredCache.set()`. */
 export interface TierSetOptions {
@@ -28,7 +29,6 @@ export interface TierRememberOptions {
 }
 
 const KEY_RULE = `a non-empty, well-formed string, at most ${MAX_NAME_BYTES} UTF-8 bytes with the prefix`;
-const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
 const noop = (): void => {};
 
 function optionsObject(value: unknown, allowed: readonly string[]): Record<string, unknown> {
