@@ -215,7 +215,8 @@ describe.runIf(isRoot)('pid namespaces', () => {
   // A pid recorded by a process of another pid namespace names nothing here:
   // the segment cannot tell whether it lives, so it does not reset.
   async function holderIn(cmd: string[], path: string) {
-    const child = spawn(cmd[0]!, [...cmd.slice(1), process.execPath, join(__dirname, 'fixtures', 'pg-holder.mjs'), path], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // The holder stores the value itself: what it stores is its group's.
+    const child = spawn(cmd[0]!, [...cmd.slice(1), process.execPath, join(__dirname, 'fixtures', 'pg-holder.mjs'), path, 'kept'], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
     return child;
   }
@@ -228,9 +229,6 @@ describe.runIf(isRoot)('pid namespaces', () => {
   ] as const) {
     test(`${name}: no reset`, async () => {
       const path = tmp.file('pidns');
-      const seed = new Cache({ path, size: '1MB' });
-      seed.set('k', 'kept');
-      seed.close();
       const holder = await holderIn([...holderCmd], path);
       try {
         await new Promise((r) => setTimeout(r, 30)); // a later group start than the holder's

@@ -136,7 +136,7 @@ describe('the packed tarball', () => {
     }
     const forbidden = files.filter(
       (f) =>
-        /^(test|bench|build|src|scripts|node_modules|\.vitest-temp|\.ci)\//.test(f) ||
+        (/^(test|bench|build|src|scripts|node_modules|\.vitest-temp|\.ci)\//.test(f) && !f.startsWith('src/server/static/')) ||
         /(^|\/)obj(\.target)?\//.test(f) ||
         /\.(o|a|d|mk|tgz|log|tsbuildinfo)$/.test(f) ||
         /(^|\/)(Makefile|config\.gypi)$/.test(f),
