@@ -3,6 +3,8 @@ import { randomBytes } from 'node:crypto';
 import type { NativeCache } from './binding';
 import { nowMs } from './clock';
 import type { Codec } from './codecs';
+import { v8Codec } from './codecs';
+import { MISS, MsgpackCodec, msgpackCodec, TAG as MSGPACK_TAG, type StructureStore } from './msgpack';
 import { invalid, ShmCacheError } from './errors';
 import { makesItsFolder, openSegment } from './open';
 import { parseTtl, resolveOptions, type CacheOptions, type ResolvedOptions } from './options';
@@ -120,6 +122,16 @@ const LOADS_IN_ORDER = process.arch === 'x64';
 const GENERATION_WORD = 264 / 4;
 const T_ASCII = 6;
 const utf8 = new TextEncoder();
+/**
+ * Keys of shmcache's own entries (the msgpack codec's structures, the Redis
+ * tier's machine id) start with this: keys() and entries() without a prefix
+ * leave them out.
+ */
+const RESERVED = '\0shmcache/';
+const RESERVED_BYTES = Buffer.from(RESERVED, 'utf8');
+function isReserved(buffer: Buffer, at: number, length: number): boolean {
+  return length >= RESERVED_BYTES.length && buffer.compare(RESERVED_BYTES, 0, RESERVED_BYTES.length, at, at + RESERVED_BYTES.length) === 0;
+}
 /** Buffer's own decoders (what toString() calls once it has checked its arguments). */
 interface Slices {
   latin1Slice(start: number, end: number): string;
@@ -205,6 +217,10 @@ export class Cache<V = unknown> {
   #poolBuffer = new ArrayBuffer(0);
   /** Where the next value is copied: the pool before it is handed out. */
   #poolOff = 0;
+  /** The msgpack codec's view of this handle, once it asked for it. */
+  #structures: StructureStore | undefined;
+  /** clear() calls made through this handle (the msgpack codec reloads its structures after one). */
+  #clears = 0;
   /** remember() claims this handle holds: key -> token. */
   #claims = new Map<string, Buffer>();
   /** The memo, in insertion order; undefined when off or not open. */
@@ -227,7 +243,66 @@ export class Cache<V = unknown> {
   /** @throws {ShmCacheError} `ERR_SHMCACHE_INVALID_OPTION` for any bad option. */
   constructor(options: CacheOptions<V>) {
     this.#options = resolveOptions<V>(options);
-    this.#codec = this.#options.codec;
+    const codec = this.#options.codec as Codec<unknown>;
+    // The built-in binary codecs share msgpack record structures through the
+    // segment (src/msgpack.ts): each handle gets its own instance. 'v8'
+    // writes v8 but reads msgpack values too, so that handles of one
+    // segment with either codec read each other's values.
+    if (codec === msgpackCodec) this.#codec = new MsgpackCodec(() => this.#structureStore()) as Codec<V>;
+    else if (codec === v8Codec) this.#codec = this.#v8Reading() as Codec<V>;
+    else this.#codec = codec as Codec<V>;
+  }
+
+  /** 'v8' for this handle: msgpack values (first byte MSGPACK_TAG) go to a msgpack codec. */
+  #v8Reading(): Codec<unknown> {
+    let mp: MsgpackCodec | undefined;
+    return {
+      encode: v8Codec.encode,
+      decode: (bytes) =>
+        bytes[0] === MSGPACK_TAG ? (mp ??= new MsgpackCodec(() => this.#structureStore())).decode(bytes) : v8Codec.decode(bytes),
+    };
+  }
+
+  /** The reserved-key operations the msgpack codec needs (its structures; see src/msgpack.ts). */
+  #structureStore(): StructureStore {
+    if (this.#structures !== undefined) return this.#structures;
+    this.#handle();
+    const store: StructureStore = {
+      peek: (key) => this.#peekRaw(key),
+      has: (key) => this.has(key),
+      add: (key, value) => this.add(key, value as V),
+      set: (key, value) => this.set(key, value as V),
+      cas: (key, expected, next) => this.cas(key, expected, next),
+      delete: (key) => this.delete(key),
+      generation: () => this.#clears,
+      writable: () => true,
+    };
+    return (this.#structures = store);
+  }
+
+  /**
+   * peek() that never calls the codec: a codec value reads as `null`. (The
+   * msgpack codec reads its own entries with it, so that a damaged entry
+   * cannot send it into itself.)
+   */
+  #peekRaw(key: string): unknown {
+    const klen = this.#writeKey(key);
+    const native = this.#handle();
+    let r = native.peek(klen, this.#poolOff);
+    if (typeof r === 'string') return r;
+    if (r === -1) return undefined;
+    let pool = this.#pool;
+    if (r <= -2) {
+      [r, pool] = this.#getRefilled(native, klen, -r - 2, true);
+      if (typeof r === 'string') return r;
+      if (r === -1) return undefined;
+    }
+    const shared = pool === this.#pool;
+    const off = shared ? this.#poolOff : 0;
+    const type = r % 8;
+    if (type === T_CODEC) return null;
+    if (shared && type === T_BYTES) this.#poolOff = (off + (r - type) / 8 + 7) & ~7;
+    return this.#decode(pool, r, off);
   }
 
   /** The segment path as given (relative paths resolve at open time). */
@@ -484,7 +559,9 @@ export class Cache<V = unknown> {
     // pool.buffer costs a builtin call: the shared pool's is kept.)
     const bytes = Buffer.from(shared ? this.#poolBuffer : (pool.buffer as ArrayBuffer), off, length);
     if (shared) this.#poolOff = (off + length + 7) & ~7;
-    return (type === T_BYTES ? bytes : this.#codec.decode(bytes)) as V;
+    if (type === T_BYTES) return bytes as V;
+    const value = this.#codec.decode(bytes);
+    return value === (MISS as unknown) ? undefined : value;
   }
 
   /** Whether `key` has a live entry. Does not count as a hit or miss. */
@@ -537,6 +614,8 @@ export class Cache<V = unknown> {
       }
       bytes = Buffer.isBuffer(encoded) ? encoded : Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength);
       length = bytes.length;
+      // The codec may have used the key buffer (msgpack saves structures).
+      this.#writeKey(key);
     }
     this.#checkLength(length);
     return bytes === undefined
@@ -718,7 +797,8 @@ export class Cache<V = unknown> {
     if (prefix.length > MAX_KEY_BYTES) return [];
     const n = this.#key.write(prefix, 0, 'utf8');
     if (n > MAX_KEY_BYTES) return [];
-    return native.keys(n);
+    const keys = native.keys(n);
+    return n === 0 ? keys.filter((k) => !k.startsWith(RESERVED)) : keys;
   }
 
   /**
@@ -774,7 +854,9 @@ export class Cache<V = unknown> {
     if (type === T_ASCII) return (pool as unknown as Slices).latin1Slice(off, off + length) as V;
     if (type === T_STRING) return (pool as unknown as Slices).utf8Slice(off, off + length) as V;
     const bytes = Buffer.from(pool.buffer as ArrayBuffer, pool.byteOffset + off, length);
-    return (type === T_BYTES ? bytes : this.#codec.decode(bytes)) as V;
+    if (type === T_BYTES) return bytes as V;
+    const value = this.#codec.decode(bytes);
+    return value === (MISS as unknown) ? (undefined as V) : value;
   }
 
   /**
@@ -796,20 +878,20 @@ export class Cache<V = unknown> {
       const pool = this.#pool;
       const done = native.getMany(this.#batch, starts[i]!, n - i, this.#poolOff, results);
       // Bytes and codec values stay where they were copied: the pool moves
-      // past the last of them, so no later call writes over one handed out.
-      let keep = -1;
+      // past the last of them, so no later call writes over one handed out
+      // (moved before any is decoded: a codec may read the cache).
+      for (let j = done - 1; j >= 0; j--) {
+        const code = results[2 * j]!;
+        const type = code % 8;
+        if (code !== -1 && (type === T_BYTES || type === T_CODEC)) {
+          this.#poolOff = (results[2 * j + 1]! + (code - type) / 8 + 7) & ~7;
+          break;
+        }
+      }
       for (let j = 0; j < done; j++) {
         const code = results[2 * j]!;
-        if (code === -1) {
-          out[i + j] = undefined;
-          continue;
-        }
-        const off = results[2 * j + 1]!;
-        const type = code % 8;
-        if (type === T_BYTES || type === T_CODEC) keep = off + (code - type) / 8;
-        out[i + j] = this.#decode(pool, code, off);
+        out[i + j] = code === -1 ? undefined : this.#decode(pool, code, results[2 * j + 1]!);
       }
-      if (keep >= 0) this.#poolOff = (keep + 7) & ~7;
       i += done;
       if (i === n) break;
       // Key i did not fit the rest of the pool: read it as get() would.
@@ -1028,7 +1110,7 @@ export class Cache<V = unknown> {
         }
         cursor = next;
         // Decoded whole before the first is yielded: the buffer is reused.
-        const chunk = new Array<[string, V]>(count);
+        const chunk: [string, V][] = [];
         let at = 0;
         for (let i = 0; i < count; i++) {
           const vlen = buffer.readUInt32LE(at);
@@ -1037,6 +1119,10 @@ export class Cache<V = unknown> {
           const k = at + 16;
           const v = k + klen;
           const slices = buffer as unknown as Slices;
+          if (buffer[k] === 0 && pfx.length === 0 && isReserved(buffer, k, klen)) {
+            at += (16 + klen + vlen + 7) & ~7;
+            continue;
+          }
           const key = slices.utf8Slice(k, v);
           let value: V;
           if (type === T_NUMBER) value = buffer.readDoubleLE(v) as V;
@@ -1045,8 +1131,12 @@ export class Cache<V = unknown> {
           else {
             const bytes = Buffer.from(buffer.subarray(v, v + vlen)); // a copy
             value = (type === T_BYTES ? bytes : this.#codec.decode(bytes)) as V;
+            if (value === (MISS as unknown)) {
+              at += (16 + klen + vlen + 7) & ~7;
+              continue;
+            }
           }
-          chunk[i] = [key, value];
+          chunk.push([key, value]);
           at += (16 + klen + vlen + 7) & ~7;
         }
         yield* chunk;
@@ -1070,6 +1160,7 @@ export class Cache<V = unknown> {
   /** Drops every entry of this segment (other segments are untouched). */
   clear(): void {
     this.#handle().clear();
+    this.#clears++;
     this.#memo?.clear();
     this.#memoBytes = 0;
   }

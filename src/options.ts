@@ -1,5 +1,6 @@
 import type { Codec } from './codecs';
 import { jsonCodec, v8Codec } from './codecs';
+import { msgpackCodec } from './msgpack';
 import { invalid, ShmCacheError } from './errors';
 import { processGroup } from './stamps';
 import { isWellFormed } from './strings';
@@ -36,9 +37,12 @@ export interface CacheOptions<V = unknown> {
   ttl?: number;
   /**
    * How values that are not strings, numbers or byte arrays are serialized:
-   * `'v8'` (structured clone, the default), `'json'`, or your own codec.
+   * `'msgpack'` (msgpackr with record structures shared through the segment;
+   * round-trips what `'v8'` does, storing the few values it could not clone
+   * exactly with v8), `'v8'` (`v8.serialize`), `'json'`, or your own codec.
+   * `'msgpack'` and `'v8'` read each other's values. Default `'v8'`.
    */
-  codec?: 'v8' | 'json' | Codec<V>;
+  codec?: 'msgpack' | 'v8' | 'json' | Codec<V>;
   /**
    * Process memory this handle may use to keep strings it has read (bytes,
    * or a string such as `'32MB'`; `0`, the default, turns it off). A later
@@ -124,6 +128,7 @@ function parseStamp(value: unknown, name: string): number | false {
 function parseCodec<V>(value: unknown): Codec<V> {
   if (value === 'v8') return v8Codec as Codec<V>;
   if (value === 'json') return jsonCodec as Codec<V>;
+  if (value === 'msgpack') return msgpackCodec as Codec<V>;
   if (
     typeof value === 'object' &&
     value !== null &&
@@ -132,7 +137,7 @@ function parseCodec<V>(value: unknown): Codec<V> {
   ) {
     return value as Codec<V>;
   }
-  throw invalid('ERR_SHMCACHE_INVALID_OPTION', "'v8', 'json' or an object with encode and decode", 'codec', value);
+  throw invalid('ERR_SHMCACHE_INVALID_OPTION', "'msgpack', 'v8', 'json' or an object with encode and decode", 'codec', value);
 }
 
 export function resolveOptions<V>(options: unknown): ResolvedOptions<V> {

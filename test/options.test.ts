@@ -67,8 +67,9 @@ describe('constructor options', () => {
     new Cache({ path: tmp.file(), stamp: 0 });
   });
 
-  test('codec: v8, json or an object with encode and decode', () => {
-    optionError({ path: tmp.file(), codec: 'msgpack' });
+  test('codec: msgpack, v8, json or an object with encode and decode', () => {
+    optionError({ path: tmp.file(), codec: 'messagepack' });
+    new Cache({ path: tmp.file(), codec: 'msgpack' });
     optionError({ path: tmp.file(), codec: { encode: () => new Uint8Array() } });
     optionError({ path: tmp.file(), codec: null });
     new Cache({ path: tmp.file(), codec: 'json' });

@@ -56,7 +56,7 @@ describe('public types', () => {
     expectTypeOf<CacheOptions>().toHaveProperty('path').toEqualTypeOf<string>();
     expectTypeOf<CacheOptions['size']>().toEqualTypeOf<number | string | undefined>();
     expectTypeOf<CacheOptions['stamp']>().toEqualTypeOf<number | false | undefined>();
-    expectTypeOf<CacheOptions<string>['codec']>().toEqualTypeOf<'v8' | 'json' | Codec<string> | undefined>();
+    expectTypeOf<CacheOptions<string>['codec']>().toEqualTypeOf<'msgpack' | 'v8' | 'json' | Codec<string> | undefined>();
     expectTypeOf<ShmCacheError['code']>().toEqualTypeOf<ShmCacheErrorCode>();
     expectTypeOf<ShmCacheError['errno']>().toEqualTypeOf<number | undefined>();
     expectTypeOf(new ShmCacheError('ERR_SHMCACHE_IO', 'x')).toMatchTypeOf<Error>();
