@@ -85,8 +85,8 @@ describe('get / set', () => {
     for (const [v, fill] of kept) expect(v.every((b) => b === fill)).toBe(true);
   });
 
-  test('other values go through the v8 codec by default', () => {
-    const c = cache();
+  test.each(['v8', 'msgpack'])('other values go through the codec (%s; v8 by default)', (codec) => {
+    const c = cache(codec === 'v8' ? {} : { codec });
     const v = { a: [1, 2, { b: null }], d: new Date(5), m: new Map([[1, 'x']]), big: 10n, t: true, u8: new Uint16Array([1, 2]) };
     c.set('obj', v);
     expect(c.get('obj')).toEqual(v);
@@ -96,8 +96,8 @@ describe('get / set', () => {
     expect(c.get('null')).toBeNull();
   });
 
-  test('a decoded typed array is not a view of the shared read buffer', () => {
-    const c = cache();
+  test.each(['v8', 'msgpack'])('a decoded typed array is not a view of the shared read buffer (%s)', (codec) => {
+    const c = cache({ codec });
     c.set('x', { arr: new Float64Array([1, 2, 3]) });
     const first = c.get('x');
     c.set('y', { arr: new Float64Array([7, 7, 7]) });

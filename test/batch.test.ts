@@ -22,8 +22,8 @@ afterEach(() => {
 });
 
 describe('getMany', () => {
-  test('one result per key, in order, every value type, misses as undefined; counted as get() counts', () => {
-    const c = cache();
+  test.each(['v8', 'msgpack'])('one result per key, in order, every value type, misses as undefined; counted as get() counts (%s)', (codec) => {
+    const c = cache({ codec });
     c.set('s', 'text');
     c.set('u', 'ünïcode');
     c.set('n', 1.5);

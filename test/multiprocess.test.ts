@@ -63,11 +63,11 @@ describe('several processes on one segment', () => {
     await runWorkers(4, 60_000, true);
   });
 
-  test('a value set in one process is read in another, and stats count both', async () => {
+  test.each(['v8', 'msgpack'])('a value set in one process is read in another, and stats count both (%s)', async (codec) => {
     const path = tmp.file();
-    const c = new Cache({ path, size: '1MB', stamp: false });
+    const c = new Cache({ path, size: '1MB', stamp: false, codec: codec as 'v8' });
     c.set('from-parent', { n: 1 });
-    const r = await openInChild(path, { stamp: false }, [
+    const r = await openInChild(path, { stamp: false, codec }, [
       ['get', 'from-parent'],
       ['get', 'nope'],
       ['set', 'from-child', 'hi'],
