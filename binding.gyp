@@ -8,6 +8,7 @@
         "native/batch.cc",
         "native/binding.cc",
         "native/crash.cc",
+        "native/evict.cc",
         "native/jail.cc",
         "native/lock.cc",
         "native/proc.cc",

@@ -1,9 +1,10 @@
 // Heap pages: each shard appends its entries to a page it owns (its current
-// page); values larger than a page get a span of contiguous pages. When no
-// page is free, the oldest page (by the order pages were taken) is evicted:
-// its entries that readers touched since they were written move to their
-// shard's current page when there is room (a second chance), the rest are
-// dropped, and the page changes hands. Page ownership is one atomic word per
+// page of the entry's size class and queue); values larger than a page get a
+// span of contiguous pages. When no page is free, the span the policy
+// (evict.h) names is evicted: its entries that readers touched since they
+// were written move to their shard's current main page when there is room,
+// or stay compacted in the page, now a main one (a second chance); the rest
+// are dropped, and the page changes hands. Page ownership is one atomic word per
 // page, changed only by the owner shard's lock holder or by a CAS from free,
 // so a process that dies anywhere leaves every page owned by exactly one
 // shard or free; the shard's repair (DropShard) frees whatever it owned.
@@ -12,6 +13,7 @@
 #include <algorithm>
 
 #include "crash.h"
+#include "evict.h"
 #include "lock.h"
 #include "table.h"
 
@@ -19,7 +21,7 @@ namespace shmcache {
 
 namespace {
 
-constexpr uint32_t kCandidates = 16;
+constexpr uint32_t kCandidates = EvictPolicy::kCandidates;
 constexpr uint32_t kScanLimit = 4096;
 constexpr uint32_t kMaxSteps = 1u << 20;  // longest chain walked before calling it a cycle
 
@@ -118,6 +120,8 @@ void Store::DropShard(uint32_t si) {
   }
   Atomic(sh->cur_page[0]).store(kNoPage, std::memory_order_relaxed);
   Atomic(sh->cur_page[1]).store(kNoPage, std::memory_order_relaxed);
+  Atomic(sh->main_page[0]).store(kNoPage, std::memory_order_relaxed);
+  Atomic(sh->main_page[1]).store(kNoPage, std::memory_order_relaxed);
   Atomic(sh->timed).store(0, std::memory_order_relaxed);
   Atomic(sh->count).store(0, std::memory_order_relaxed);
   Atomic(sh->used).store(0, std::memory_order_relaxed);
@@ -219,6 +223,8 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
   }
   second_chance = second_chance && span == 1;
   if (scratch_.size() < ps) scratch_.resize(ps);
+  if (!evict_.ready()) evict_.Init(heap_bytes());
+  const uint32_t cls_word = Load(hp->cls);
   uint64_t now = 0;
   uint64_t base = uint64_t{head} * ps;
   uint64_t kept = 0;
@@ -255,7 +261,7 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
       Atomic(*link).store(hdr.next, std::memory_order_relaxed);
       if (now == 0 && hdr.expires != 0) now = static_cast<uint64_t>(NowMs());
       bool live = IsLive(&hdr, now == 0 ? 1 : now);
-      if (second_chance && live && Touched(base + off)) {
+      if (second_chance && live && EvictPolicy::Keeps(Touched(base + off))) {
         unsigned char* to_keep = scratch_.data() + kept;
         std::memcpy(to_keep, e, a);
         // The copy says what was checked, whatever the mapping says now.
@@ -277,6 +283,7 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
           Atomic(sh->timed).store(timed - 1, std::memory_order_relaxed);
         auto counter = Atomic(live ? sh->evictions : sh->expired);
         counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        if (live) evict_.Dropped(cls_word, hdr.hash);
       }
       Atomic(e->flags).store(0, std::memory_order_relaxed);
     }
@@ -287,10 +294,11 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
     return Evicted::kDamaged;
   }
   // Kept entries go to the current page of their class (a one-page span
-  // holds one class only).
-  uint32_t cls = Load(hp->cls) != 0 ? 1 : 0;
-  Atomic(hp->cls).store(cls, std::memory_order_relaxed);
-  uint32_t cur = Load(sh->cur_page[cls]);
+  // holds one class only) in the queue the policy keeps them in.
+  uint32_t cls = ClassOf(cls_word);
+  const uint32_t queue = EvictPolicy::KeptQueue();
+  uint32_t& cur_slot = CurrentSlot(sh, cls, queue);
+  uint32_t cur = Load(cur_slot);
   Page* cp = nullptr;
   uint64_t cp_used = 0;
   if (cur != kNoPage && cur != head && cur < l.npages) {
@@ -298,7 +306,8 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
     cp_used = Load(cp->used);
     // Only a sound current page takes entries: its `used` and the kept
     // bytes are added in 64 bits and must stay within the page.
-    if (Load(cp->owner) != ti + 1 || Load(cp->span) != 1 || Load(cp->head) != cur || cp_used > ps)
+    if (Load(cp->owner) != ti + 1 || Load(cp->span) != 1 || Load(cp->head) != cur || cp_used > ps ||
+        Load(cp->cls) != (cls | queue))
       cp = nullptr;
   }
   if (kept > 0 && cp != nullptr && cp_used + kept <= ps) {
@@ -307,6 +316,7 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
     PlaceKept(ti, uint64_t{cur} * ps + cp_used, kept);
     Atomic(cp->used).store(static_cast<uint32_t>(cp_used + kept), std::memory_order_relaxed);
     Atomic(cp->live).store(static_cast<uint32_t>(Load(cp->live) + kept), std::memory_order_relaxed);
+    CrashHere(CrashPoint::kPromote);
     kept = 0;
   }
   if (kept > 0) {
@@ -314,21 +324,27 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
     BumpEpoch(head);
     std::memset(access_bits() + base / 512, 0, ps / 512);
     PlaceKept(ti, base, kept);
+    CrashHere(CrashPoint::kPromote);
+    Atomic(hp->cls).store(cls | queue, std::memory_order_relaxed);
+    // A current page of the other queue it may have been is one no more.
+    uint32_t& other = CurrentSlot(sh, cls, queue ^ kMainBit);
+    if (Load(other) == head) Atomic(other).store(kNoPage, std::memory_order_relaxed);
     Atomic(hp->used).store(static_cast<uint32_t>(kept), std::memory_order_relaxed);
     Atomic(hp->live).store(static_cast<uint32_t>(kept), std::memory_order_relaxed);
     Atomic(hp->birth).store(Atomic(h->clock).fetch_add(1, std::memory_order_relaxed) + 1,
                             std::memory_order_relaxed);
     // The page with more room left becomes the shard's current page.
     if (cur != head && (cp == nullptr || cp_used > kept)) {
-      Atomic(sh->cur_page[cls]).store(head, std::memory_order_relaxed);
+      Atomic(cur_slot).store(head, std::memory_order_relaxed);
       if (cp != nullptr && Load(cp->live) == 0) FreeSpan(cur, 0);
     }
     WriteEnd(sh->seq);
     return Evicted::kCompacted;
   }
-  for (uint32_t& c : sh->cur_page) {
-    uint32_t v = Load(c);
-    if (v >= head && v < uint64_t{head} + span) Atomic(c).store(kNoPage, std::memory_order_relaxed);
+  for (uint32_t* c : {&sh->cur_page[0], &sh->cur_page[1], &sh->main_page[0], &sh->main_page[1]}) {
+    uint32_t v = Load(*c);
+    if (v >= head && v < uint64_t{head} + span)
+      Atomic(*c).store(kNoPage, std::memory_order_relaxed);
   }
   // Hand the pages over, continuation pages first.
   for (uint32_t j = head + span; j-- > head;) {
@@ -339,32 +355,14 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
   return Evicted::kFreed;
 }
 
-// Picks up to kCandidates of the oldest span heads, oldest first.
+// The policy's next spans to evict, from all page records or kScanLimit of
+// them from a rotating start.
 uint32_t Store::OldestSpans(uint32_t* out) {
   Header* h = header();
   uint32_t n = L().npages;
   uint32_t count = std::min(n, kScanLimit);
   uint32_t start = n > kScanLimit ? static_cast<uint32_t>(Load(h->clock) * 2654435761u) % n : 0;
-  uint64_t births[kCandidates];
-  uint32_t found = 0;
-  for (uint32_t i = 0; i < count; ++i) {
-    uint32_t idx = (start + i) % n;
-    Page* p = page(idx);
-    if (Load(p->owner) == 0 || Load(p->span) == 0) continue;
-    uint64_t b = Load(p->birth);
-    uint32_t pos = found;
-    while (pos > 0 && births[pos - 1] > b) --pos;
-    if (pos >= kCandidates) continue;
-    uint32_t last = std::min(found, kCandidates - 1);
-    for (uint32_t j = last; j > pos; --j) {
-      births[j] = births[j - 1];
-      out[j] = out[j - 1];
-    }
-    births[pos] = b;
-    out[pos] = idx;
-    if (found < kCandidates) ++found;
-  }
-  return found;
+  return evict_.Candidates(page(0), n, start, count, out);
 }
 
 // Frees one page for shard `si` (lock held) by evicting the oldest spans it
@@ -524,7 +522,7 @@ uint32_t Store::EvictForRun(uint32_t si, uint32_t k, uint32_t* busy) {
   return kNoPage;
 }
 
-uint32_t Store::Allocate(uint32_t si, uint64_t bytes, uint32_t* busy) {
+uint32_t Store::Allocate(uint32_t si, uint64_t bytes, uint32_t h32, uint32_t* busy) {
   Header* h = header();
   const Layout& l = L();
   Shard* sh = shard(si);
@@ -532,23 +530,25 @@ uint32_t Store::Allocate(uint32_t si, uint64_t bytes, uint32_t* busy) {
   *busy = kNoPage;
   uint32_t first;
   uint64_t off;
+  const uint32_t queue = evict_.QueueOf(h32);
   if (bytes <= ps) {
     uint32_t cls = SizeClass(bytes);
-    uint32_t cur = Load(sh->cur_page[cls]);
+    uint32_t& cur_slot = CurrentSlot(sh, cls, queue);
+    uint32_t cur = Load(cur_slot);
     if (cur != kNoPage) {
       Page* cp = cur < l.npages ? page(cur) : nullptr;
       uint64_t used = cp != nullptr ? Load(cp->used) : 0;
       if (cp == nullptr || Load(cp->owner) != si + 1 || Load(cp->span) != 1 ||
-          Load(cp->head) != cur || used > ps) {
+          Load(cp->head) != cur || used > ps || Load(cp->cls) != (cls | queue)) {
         // Damaged: forget it; the shard is dropped when it is unlocked.
-        Atomic(sh->cur_page[cls]).store(kNoPage, std::memory_order_relaxed);
+        Atomic(cur_slot).store(kNoPage, std::memory_order_relaxed);
         NoteDamage(si);
       } else if (used + bytes <= ps) {
         off = uint64_t{cur} * ps + used;
         Atomic(cp->used).store(static_cast<uint32_t>(used + bytes), std::memory_order_relaxed);
         goto write;
       } else {
-        Atomic(sh->cur_page[cls]).store(kNoPage, std::memory_order_relaxed);
+        Atomic(cur_slot).store(kNoPage, std::memory_order_relaxed);
         if (Load(cp->live) == 0) FreeSpan(cur, 0);
       }
     }
@@ -563,8 +563,8 @@ uint32_t Store::Allocate(uint32_t si, uint64_t bytes, uint32_t* busy) {
     Atomic(p->birth).store(Atomic(h->clock).fetch_add(1, std::memory_order_relaxed) + 1,
                            std::memory_order_relaxed);
     Atomic(p->span).store(1, std::memory_order_relaxed);
-    Atomic(p->cls).store(cls, std::memory_order_relaxed);
-    Atomic(sh->cur_page[cls]).store(first, std::memory_order_relaxed);
+    Atomic(p->cls).store(cls | queue, std::memory_order_relaxed);
+    Atomic(cur_slot).store(first, std::memory_order_relaxed);
     off = uint64_t{first} * ps;
   } else {
     uint64_t k64 = (bytes + ps - 1) / ps;
@@ -584,7 +584,7 @@ uint32_t Store::Allocate(uint32_t si, uint64_t bytes, uint32_t* busy) {
     Atomic(p->birth).store(Atomic(h->clock).fetch_add(1, std::memory_order_relaxed) + 1,
                            std::memory_order_relaxed);
     Atomic(p->span).store(k, std::memory_order_relaxed);
-    Atomic(p->cls).store(1, std::memory_order_relaxed);
+    Atomic(p->cls).store(kClassBit | queue, std::memory_order_relaxed);
     off = uint64_t{first} * ps;
   }
 write:

@@ -20,9 +20,9 @@ struct Name {
 constexpr Name kNames[] = {
     {"locked", CrashPoint::kLocked}, {"alloc", CrashPoint::kAlloc},
     {"copy", CrashPoint::kCopy},     {"unlinked", CrashPoint::kUnlinked},
-    {"evict", CrashPoint::kEvict},   {"incr", CrashPoint::kIncr},
-    {"reset", CrashPoint::kReset},   {"read", CrashPoint::kRead},
-    {"create", CrashPoint::kCreate},
+    {"evict", CrashPoint::kEvict},   {"promote", CrashPoint::kPromote},
+    {"incr", CrashPoint::kIncr},     {"reset", CrashPoint::kReset},
+    {"read", CrashPoint::kRead},     {"create", CrashPoint::kCreate},
 };
 }  // namespace
 

@@ -15,6 +15,9 @@ enum class CrashPoint {
   kCopy,      // halfway through copying a value into the heap
   kUnlinked,  // old entry unlinked, new one not linked (seq odd)
   kEvict,     // mid-way through evicting a page (seq of its shard odd)
+  kPromote,   // entries an eviction keeps linked in their new place (a
+              // main page, or compacted in their own), the page records
+              // not yet updated (seq odd)
   kIncr,      // counter bytes written, checksum not yet (seq odd)
   kReset,     // stamp reset: generation bumped, a shard lock held
   kRead,      // lock-free reader between its two sequence reads

@@ -722,6 +722,7 @@ bool Segment::Initialize(uint64_t size, Error* error) {
     if (rc != 0)
       return Fail(error, Code::kIo, "cannot initialize a shard mutex", rc, "pthread_mutex_init");
     s->cur_page[0] = s->cur_page[1] = kNoPage;
+    s->main_page[0] = s->main_page[1] = kNoPage;
   }
   CrashHere(CrashPoint::kCreate);
   // The checksum covers the magic, which is written last: a creation that

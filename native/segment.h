@@ -18,7 +18,7 @@ constexpr char kMagic[8] = {'S', 'H', 'M', 'C', 'A', 'C', 'H', 'E'};
 // Written first by a creation, replaced by kMagic last: a file with neither
 // is never written.
 constexpr char kInitMagic[8] = {'S', 'H', 'M', 'C', 'I', 'N', 'I', 'T'};
-constexpr uint32_t kVersion = 4;
+constexpr uint32_t kVersion = 5;
 constexpr uint64_t kHeaderBytes = 4096;
 constexpr uint64_t kMinSize = 1ull << 20;  // 1 MiB
 constexpr uint64_t kMaxSize = 1ull << 34;  // 16 GiB: refs are 32-bit, 8-byte units
@@ -95,6 +95,9 @@ struct Shard {
   uint64_t evictions;
   uint64_t expired;
   uint64_t repairs;  // times damage was found in the shard and it was dropped
+  // The page of each size class that entries entering the main FIFO are
+  // appended to (see evict.h), or kNoPage; cur_page[] takes the others.
+  uint32_t main_page[2];
 };
 constexpr uint64_t kShardBytes = 128;
 static_assert(sizeof(Shard) <= kShardBytes, "shard fits 128 bytes");
@@ -115,7 +118,8 @@ struct Page {
   uint32_t span;   // pages in the span (on the head page); 0 on the others
   uint32_t used;   // bytes appended (head page)
   uint32_t live;   // bytes of live entries (head page)
-  uint32_t cls;    // size class of the entries of a one-page span
+  uint32_t cls;    // bit 0: size class of the entries of a one-page span;
+                   // bit 1: in the main FIFO, else the small one (evict.h)
   uint64_t birth;  // Header::clock when taken
 };
 static_assert(sizeof(Page) == 32, "page record is 32 bytes");

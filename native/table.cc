@@ -439,7 +439,7 @@ WriteStatus Store::Insert(uint32_t si, uint64_t hash, const unsigned char* key, 
   int damage = 0;
   for (int attempt = 0;; ++attempt) {
     uint32_t busy = kNoPage;
-    uint32_t ref = Allocate(si, bytes, &busy);
+    uint32_t ref = Allocate(si, bytes, static_cast<uint32_t>(hash), &busy);
     if (ref == 0) {
       // Another shard holds the page we want, or another process took the
       // page we freed: wait without holding our lock, then try again. (In a
@@ -856,10 +856,13 @@ void Store::VerifyShard(uint32_t si, std::vector<uint64_t>* live,
   Shard* sh = shard(si);
   size_t before = problems->size();
   if (Load(sh->seq) & 1) problems->push_back(where + "sequence is odd while unlocked");
-  for (uint32_t cls = 0; cls < 2; ++cls) {
-    uint32_t cur = Load(sh->cur_page[cls]);
-    if (cur != kNoPage && (cur >= n || Load(page(cur)->owner) != si + 1 ||
-                           Load(page(cur)->span) != 1 || Load(page(cur)->cls) != cls))
+  for (uint32_t slot = 0; slot < 4; ++slot) {
+    uint32_t cls = slot & 1;
+    uint32_t queue = slot < 2 ? 0 : kMainBit;
+    uint32_t cur = Load(slot < 2 ? sh->cur_page[cls] : sh->main_page[cls]);
+    if (cur != kNoPage &&
+        (cur >= n || Load(page(cur)->owner) != si + 1 || Load(page(cur)->span) != 1 ||
+         (Load(page(cur)->cls) & (kClassBit | kMainBit)) != (cls | queue)))
       problems->push_back(where + "current page " + std::to_string(cur) + " is not its own");
   }
   live->assign(n, 0);

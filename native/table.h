@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common.h"
+#include "evict.h"
 #include "lock.h"
 #include "segment.h"
 
@@ -277,9 +278,11 @@ class Store {
   bool Sound(uint32_t si, uint32_t ref, const Entry& e) const;
   // True when the entry's whole span lies in pages owned by `shard_index`.
   bool OwnedBy(uint32_t ref, uint64_t bytes, uint32_t shard_index) const;
-  // Whether `page_index` is one of the shard's current pages.
+  // Whether `page_index` is one of the shard's current pages (of either
+  // queue).
   static bool IsCurrent(const Shard* sh, uint32_t page_index) {
-    return Load(sh->cur_page[0]) == page_index || Load(sh->cur_page[1]) == page_index;
+    return Load(sh->cur_page[0]) == page_index || Load(sh->cur_page[1]) == page_index ||
+           Load(sh->main_page[0]) == page_index || Load(sh->main_page[1]) == page_index;
   }
   // One relaxed read of a word of the mapping.
   template <typename T>
@@ -368,11 +371,12 @@ class Store {
   uint32_t BucketOf(uint64_t hash) const { return static_cast<uint32_t>(hash) & (L().buckets - 1); }
 
   // alloc.cc
-  // Reserves `bytes` for a new entry of shard `si` and writes a dead entry
+  // Reserves `bytes` for a new entry of shard `si` (whose key hash has low
+  // 32 bits `h32`: the policy picks its queue) and writes a dead entry
   // header there. Returns the ref, or 0 with *busy_shard set to a shard whose
   // lock it could not take (the caller releases its own lock, waits for that
   // one, and tries again), or 0 with *busy_shard = kNoPage when out of room.
-  uint32_t Allocate(uint32_t si, uint64_t bytes, uint32_t* busy_shard);
+  uint32_t Allocate(uint32_t si, uint64_t bytes, uint32_t h32, uint32_t* busy_shard);
   // Frees the page span starting at `head` (all of its entries are dead).
   void FreeSpan(uint32_t head, uint32_t new_owner);
   // Called after an entry in page span `head` died.
@@ -384,7 +388,13 @@ class Store {
   enum class Evicted { kFreed, kCompacted, kDamaged };
   Evicted EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_t hi, uint32_t to,
                     bool second_chance);
+  // The policy's next spans to evict (up to EvictPolicy::kCandidates).
   uint32_t OldestSpans(uint32_t* out);
+  // The current page slot of shard `sh` for size class `cls` of queue
+  // `queue` (0 or kMainBit).
+  static uint32_t& CurrentSlot(Shard* sh, uint32_t cls, uint32_t queue) {
+    return queue != 0 ? sh->main_page[cls] : sh->cur_page[cls];
+  }
   void PlaceKept(uint32_t ti, uint64_t dst, uint64_t bytes);
   uint32_t EvictForPage(uint32_t si, uint32_t* busy);
   uint32_t EvictForRun(uint32_t si, uint32_t k, uint32_t* busy);
@@ -395,6 +405,7 @@ class Store {
   uint32_t pid_ = 0;
   std::vector<unsigned char> scratch_;  // page-sized, for compaction
   LockPolicy policy_;
+  EvictPolicy evict_;  // which spans go, and where survivors go (evict.h)
   HeldLocks held_;
   WriteStatus lock_error_ = WriteStatus::kOk;  // why LockShard() last failed
   uint32_t damaged_ = kNoPage;                 // shard to drop at unlock

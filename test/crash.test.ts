@@ -55,6 +55,9 @@ const writePoints: { point: string; scenario: string; maxShardsLost: number; sha
   { point: 'alloc', scenario: 'fill', maxShardsLost: 1 },
   // Eviction holds the writer's shard and the victim page's shard.
   { point: 'evict', scenario: 'fill', maxShardsLost: 2 },
+  // An eviction that keeps touched entries: they are linked in their new
+  // place (a main page, or their own page compacted), the records not yet.
+  { point: 'promote', scenario: 'churn', maxShardsLost: 2 },
   { point: 'read', scenario: 'get', maxShardsLost: 0 },
 ];
 

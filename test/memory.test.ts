@@ -62,6 +62,21 @@ describe('eviction', () => {
     expect(kept).toBeGreaterThanOrEqual(45);
   });
 
+  test('a scan of new keys, twice the cache, passes through the small FIFO: a read working set stays', () => {
+    const c = cache('4MB');
+    const hot = Array.from({ length: 5000 }, (_, i) => `hot:${i}`);
+    // Full of entries first, the hot ones read (promoted to main).
+    for (let i = 0; i < 40_000; i++) c.set(`old:${i}`, value100(i));
+    for (let round = 0; round < 3; round++) {
+      for (const k of hot) if (c.get(k) === undefined) c.set(k, value100(0));
+    }
+    const entries = c.stats().entries;
+    for (let i = 0; i < 2 * entries; i++) c.set(`scan:${i}`, value100(i));
+    const kept = hot.filter((k) => c.get(k) !== undefined).length;
+    expect(kept).toBeGreaterThanOrEqual(4500);
+    expect(c.stats().entries).toBeGreaterThan(entries / 2);
+  });
+
   test('small and large entries never share a page, so small values stay dense', () => {
     const c = cache('4MB');
     const big = Buffer.alloc(1500, 1);
