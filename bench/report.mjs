@@ -14,6 +14,10 @@ export function targets(r) {
     ['get100 with memo vs lru-cache (in-process)', ratio(find(r, 'shmcache-memo', 'get100'), find(r, 'lru-cache', 'get100')), 0.8],
     ['set100 vs lmdb', ratio(find(r, 'shmcache', 'set100'), find(r, 'lmdb', 'set100')), 5],
     ['get1k vs lmdb', ratio(find(r, 'shmcache', 'get1k'), find(r, 'lmdb', 'get1k')), 4],
+    ['getobj vs lmdb', ratio(find(r, 'shmcache', 'getobj'), find(r, 'lmdb', 'getobj')), 1.5],
+    ['getobj with msgpack vs lmdb', ratio(find(r, 'shmcache-msgpack', 'getobj'), find(r, 'lmdb', 'getobj')), 1.5],
+    ['getlist vs lmdb', ratio(find(r, 'shmcache', 'getlist'), find(r, 'lmdb', 'getlist')), 1],
+    ['getlist with msgpack vs lmdb', ratio(find(r, 'shmcache-msgpack', 'getlist'), find(r, 'lmdb', 'getlist')), 1],
     ['mixed, 2 processes, vs lmdb', ratio(find(r, 'shmcache', 'mixed', 2), find(r, 'lmdb', 'mixed', 2)), 4],
     ['mixed with memo, 2 processes, vs lmdb', ratio(find(r, 'shmcache-memo', 'mixed', 2), find(r, 'lmdb', 'mixed', 2)), 4],
     ['get100, 2 processes vs 1', ratio(find(r, 'shmcache', 'get100', 2), find(r, 'shmcache', 'get100', 1)), 1.8],
@@ -24,6 +28,11 @@ export function targets(r) {
     rows.push({ name: 'zipf hit ratio, points below lru-cache', value: gap, goal: '≤ 1', ok: gap <= 1 });
   }
   if (r.fill) rows.push({ name: 'fill: key+value bytes / segment', value: r.fill.ratio, goal: 0.6, ok: r.fill.ratio >= 0.6 });
+  const get1k = find(r, 'shmcache', 'get1k');
+  if (r.floor && get1k) {
+    const v = get1k / (1e9 / r.floor.get1kFloorNs);
+    rows.push({ name: 'get1k vs its copy floor (bench/floor.mjs, same run)', value: v, goal: 0.95, ok: v >= 0.95 });
+  }
   return rows;
 }
 
@@ -45,7 +54,7 @@ export function markdown(r) {
     '| workload | procs | system | ops/s (median) | p50 ns/op | p99 ns/op | shmcache / system |',
     '|---|---:|---|---:|---:|---:|---:|',
   ];
-  const order = ['get100', 'set100', 'get1k', 'getobj', 'mixed', 'call'];
+  const order = ['get100', 'set100', 'get1k', 'getobj', 'getlist', 'mixed', 'call'];
   const rows = [...r.results].sort((a, b) => order.indexOf(a.workload) - order.indexOf(b.workload) || a.procs - b.procs || b.opsPerSec - a.opsPerSec);
   for (const x of rows) {
     const shm = find(r, 'shmcache', x.workload, x.procs);
@@ -58,6 +67,10 @@ export function markdown(r) {
       `hit ratio shmcache ${(r.zipf.shmcache * 100).toFixed(2)}%, lru-cache with the same key+value bytes ${(r.zipf.lruCache * 100).toFixed(2)}%.`);
   }
   if (r.fill) lines.push('', `Fill: a full ${fmt(r.fill.size / 2 ** 20)} MB segment of 100-byte values holds ${fmt(r.fill.entries)} entries; key and value bytes are ${(r.fill.ratio * 100).toFixed(1)}% of it.`);
+  if (r.floor) {
+    lines.push('', `get1k's copy floor (\`bench/floor.mjs --json\`, measured right after get1k): ${r.floor.get1kFloorNs.toFixed(0)} ns per random 1,000-byte copy into a fresh Buffer through a Map index, ` +
+      `${r.floor.get1kFloorChainedNs.toFixed(0)} ns chained.`);
+  }
   lines.push('', '| target | measured | goal | met |', '|---|---:|---:|:---:|');
   for (const t of r.targets) {
     const v = t.value === null ? 'n/a' : t.name.startsWith('zipf') ? t.value.toFixed(2) : t.name.startsWith('fill') ? `${(t.value * 100).toFixed(1)}%` : `${t.value.toFixed(2)}×`;
@@ -67,10 +80,10 @@ export function markdown(r) {
   return lines.join('\n') + '\n';
 }
 
-const COLORS = { shmcache: '#d62728', 'shmcache-memo': '#ff9896', map: '#7f7f7f', 'lru-cache': '#bcbd22', lmdb: '#1f77b4', redis: '#9467bd', 'redis-pipelined': '#c5b0d5', sqlite: '#2ca02c', noop: '#17becf' };
+const COLORS = { shmcache: '#d62728', 'shmcache-memo': '#ff9896', 'shmcache-msgpack': '#e377c2', 'shmcache-v8': '#8c564b', map: '#7f7f7f', 'lru-cache': '#bcbd22', lmdb: '#1f77b4', redis: '#9467bd', 'redis-pipelined': '#c5b0d5', sqlite: '#2ca02c', noop: '#17becf' };
 
 export function svgChart(r) {
-  const workloads = ['get100', 'set100', 'get1k', 'getobj', 'mixed'].filter((w) => r.results.some((x) => x.workload === w));
+  const workloads = ['get100', 'set100', 'get1k', 'getobj', 'getlist', 'mixed'].filter((w) => r.results.some((x) => x.workload === w));
   const systems = Object.keys(COLORS).filter((s) => r.results.some((x) => x.system === s && x.workload !== 'call'));
   const W = 960;
   const H = 440;

@@ -23,8 +23,8 @@ const opt = (name, dflt) => {
 };
 const list = (name, dflt) => opt(name, dflt).split(',').filter(Boolean);
 
-const ALL_SYSTEMS = ['shmcache', 'shmcache-memo', 'map', 'lru-cache', 'lmdb', 'redis', 'redis-pipelined', 'sqlite', 'noop'];
-const ALL_WORKLOADS = ['get100', 'set100', 'get1k', 'getobj', 'mixed'];
+const ALL_SYSTEMS = ['shmcache', 'shmcache-memo', 'shmcache-msgpack', 'shmcache-v8', 'map', 'lru-cache', 'lmdb', 'redis', 'redis-pipelined', 'sqlite', 'noop'];
+const ALL_WORKLOADS = ['get100', 'set100', 'get1k', 'getobj', 'getlist', 'mixed'];
 const systems = list('systems', ALL_SYSTEMS.join(','));
 const workloads = list('workloads', ALL_WORKLOADS.join(','));
 const procCounts = list('procs', '1,2').map(Number);
@@ -115,6 +115,7 @@ async function trial(system, workload, n) {
 
 const results = [];
 const skipped = [];
+let floor = null; // bench/floor.mjs --json, measured next to get1k
 // The machine's memory latency as this run found it (a shared machine's
 // caches vary by the hour, and a random read into shared memory follows
 // them): ns per dependent random load within 16 MB and 150 MB.
@@ -133,7 +134,15 @@ try {
       await trial(system, 'load', 1);
     }
     // The memo changes string reads only.
-    const wl = system === 'noop' ? ['call'] : system === 'shmcache-memo' ? workloads.filter((w) => w === 'get100' || w === 'mixed') : workloads;
+    // ... and the codec only values other than strings and Buffers.
+    const wl =
+      system === 'noop'
+        ? ['call']
+        : system === 'shmcache-memo'
+          ? workloads.filter((w) => w === 'get100' || w === 'mixed')
+          : system === 'shmcache-msgpack' || system === 'shmcache-v8'
+            ? workloads.filter((w) => w === 'getobj' || w === 'getlist')
+            : workloads;
     for (const workload of wl) {
       const counts = driver.shared ? procCounts.filter((p) => p === 1 || multiWorkloads.includes(workload)) : [1];
       for (const procs of counts) {
@@ -147,6 +156,13 @@ try {
         const row = { system, workload, procs, opsPerSec: median(opsPerSec), runs: opsPerSec, p50: pct(latencies, 50), p99: pct(latencies, 99) };
         results.push(row);
         console.log(`${system.padEnd(16)} ${workload.padEnd(7)} ${procs}p ${Math.round(row.opsPerSec).toLocaleString('en-US').padStart(12)} ops/s  p50 ${row.p50.toFixed(0)} ns  p99 ${row.p99.toFixed(0)} ns`);
+        if (system === 'shmcache' && workload === 'get1k' && procs === 1 && !args.includes('--no-floor')) {
+          // get1k's floor, right after it: bench/floor.mjs's random copy of a
+          // 1,000-byte value out of a block laid out as shmcache's entries.
+          const f = spawnSync(process.execPath, [join(here, 'floor.mjs'), '--json', String(keys)], { encoding: 'utf8' });
+          floor = JSON.parse(f.stdout);
+          console.log(`get1k copy floor: ${floor.get1kFloorNs.toFixed(0)} ns per get (chained ${floor.get1kFloorChainedNs.toFixed(0)} ns)`);
+        }
       }
     }
   }
@@ -166,7 +182,7 @@ try {
   const date = new Date().toISOString();
   const machine = { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? 'unknown', memory: os.totalmem(), node: process.version, platform: `${os.platform()} ${os.release()}` };
   machine.memoryLatencyNs = memlat;
-  const report = { date, machine, settings: { seconds, reps, keys, procCounts }, results, skipped, zipf, fill };
+  const report = { date, machine, settings: { seconds, reps, keys, procCounts }, results, skipped, zipf, fill, floor };
   report.targets = targets(report);
   const md = markdown(report);
   const svg = svgChart(report);

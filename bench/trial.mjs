@@ -16,18 +16,23 @@ const values100 = Array.from({ length: keys }, (_, i) => `${i}:`.padEnd(100, 'v'
 const value100 = (i) => values100[i];
 const value1k = Buffer.alloc(1000, 7);
 const valueObj = (i) => ({ id: i, name: `user ${i}`, tags: ['a', 'b', 'c'], active: true, score: i * 1.5 });
+// getlist: 50 of those records in one value, on a tenth as many keys.
+const lists = Math.max(1, Math.floor(keys / 10));
+const valueList = (i) => Array.from({ length: 50 }, (_, j) => valueObj(i * 50 + j));
 
 const rand = xorshift((id + 1) * 2654435761);
-const names = { s: [], b: [], o: [] };
+const names = { s: [], b: [], o: [], l: [] };
 for (let i = 0; i < keys; i++) {
   names.s.push(`s:${i}`);
   names.b.push(`b:${i}`);
   names.o.push(`o:${i}`);
+  if (i < lists) names.l.push(`l:${i}`);
 }
 
 async function load() {
   for (let i = 0; i < keys; i++) {
     const ops = [store.set(names.s[i], value100(i)), store.set(names.b[i], value1k), store.set(names.o[i], valueObj(i))];
+    if (i < lists) ops.push(store.set(names.l[i], valueList(i)));
     if (isAsync) await Promise.all(ops);
   }
 }
@@ -45,6 +50,8 @@ function op() {
       return store.get(names.b[rand(keys)]);
     case 'getobj':
       return store.get(names.o[rand(keys)]);
+    case 'getlist':
+      return store.get(names.l[rand(lists)]);
     case 'mixed': {
       const i = rand(keys);
       return rand(10) === 0 ? store.set(names.s[i], value100(i)) : store.get(names.s[i]);
