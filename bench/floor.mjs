@@ -9,12 +9,52 @@
 // shmcache's get on the benchmark's store, for working sets of growing size.
 //
 //   node bench/floor.mjs
+//   node bench/floor.mjs --json [keys]   (the get1k floor only, for npm run bench:
+//                                        { get1kFloorNs, get1kFloorChainedNs })
 import { rmSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
 import { Cache } from '../esm/index.mjs';
 import { xorshift } from './xorshift.mjs';
 
 const N = 100_000;
+if (process.argv[2] === '--json') {
+  // get1k's own shape: a random one of `keys` 1,000-byte values, laid out
+  // 1,048 bytes apart as shmcache's entries of them are, copied to a fresh
+  // Buffer; median ns per get of 5 rounds of 2,000,000.
+  const keys = Number(process.argv[3] ?? N);
+  const block = Buffer.alloc(keys * 1048 + 4096, 7);
+  const index = new Map();
+  const names = [];
+  for (let i = 0; i < keys; i++) {
+    names.push(`b:${i}`);
+    index.set(`b:${i}`, 4096 + i * 1048);
+  }
+  const rand = xorshift(2654435761);
+  const copy = (off) => {
+    const v = Buffer.allocUnsafe(1000);
+    block.copy(v, 0, off, off + 1000);
+    return v;
+  };
+  let sink = 0;
+  const rounds = (fn) => {
+    const res = [];
+    for (let r = 0; r < 5; r++) {
+      const t0 = process.hrtime.bigint();
+      for (let i = 0; i < 2e6; i++) sink = (sink + fn().length) | 0;
+      res.push(Number(process.hrtime.bigint() - t0) / 2e6);
+    }
+    return res.sort((x, y) => x - y)[2];
+  };
+  const get1kFloorNs = rounds(() => copy(index.get(names[rand(keys)])));
+  let carry = 0;
+  const get1kFloorChainedNs = rounds(() => {
+    const v = copy(index.get(names[(rand(keys) + carry) % keys]));
+    carry = v[999] - 7;
+    return v;
+  });
+  console.log(JSON.stringify({ keys, get1kFloorNs, get1kFloorChainedNs, sink: sink & 1 }));
+  process.exit(0);
+}
 const path = `/dev/shm/shmcache-floor-${process.pid}.shm`;
 const cache = new Cache({ path, size: '256MB', stamp: false });
 const lru = new LRUCache({ max: 3 * N });
