@@ -1,7 +1,9 @@
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { ShmCacheError } from '../errors';
 import type { RedisClient } from './link';
-import { decodeMessage, type BusMessage } from './wire';
+import { decodeMessage, MAX_MESSAGE_CHARS, type BusMessage } from './wire';
+
+const OVERSIZED: BusMessage = { machine: '', id: '', clear: true };
 
 export interface BusEvents {
   /** A message from another machine. */
@@ -29,7 +31,7 @@ export class Bus {
   #sub: Redis | undefined;
   #closed = false;
   #up = false;
-  #waiters: (() => void)[] = [];
+  #waiters: { resolve: () => void; reject: (err: unknown) => void }[] = [];
   /** The last error the subscriber connection reported (for messages). */
   lastError: unknown;
 
@@ -95,12 +97,15 @@ export class Bus {
         if (this.#sub !== sub || this.#closed || sub.status !== 'ready') return;
         this.#events.subscribed();
         this.#up = true;
-        for (const w of this.#waiters.splice(0)) w();
+        for (const w of this.#waiters.splice(0)) w.resolve();
       }, noop);
     });
     sub.on('message', (channel: string, text: string) => {
       if (channel !== this.channel || this.#sub !== sub || this.#closed) return;
-      const m = decodeMessage(text);
+      // A message too long to read at once (no tier sends one: it splits)
+      // is taken as a clear, unread: that costs the machine its copies, not a
+      // blocked event loop.
+      const m = text.length > MAX_MESSAGE_CHARS ? OVERSIZED : decodeMessage(text);
       if (m !== undefined) this.#events.message(m);
     });
   }
@@ -110,9 +115,15 @@ export class Bus {
     if (this.#up) return Promise.resolve();
     if (this.#closed) return Promise.reject(new ShmCacheError('ERR_SHMCACHE_CLOSED', 'the tiered cache is closed'));
     return new Promise((resolve, reject) => {
-      const waiter = (): void => {
-        clearTimeout(timer);
-        resolve();
+      const waiter = {
+        resolve: (): void => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (err: unknown): void => {
+          clearTimeout(timer);
+          reject(err);
+        },
       };
       const timer = setTimeout(() => {
         this.#waiters = this.#waiters.filter((w) => w !== waiter);
@@ -128,6 +139,7 @@ export class Bus {
     if (this.#closed) return;
     this.#closed = true;
     this.#up = false;
+    for (const w of this.#waiters.splice(0)) w.reject(new ShmCacheError('ERR_SHMCACHE_CLOSED', 'the tiered cache is closed'));
     const sub = this.#sub;
     this.#sub = undefined;
     if (!sub) return;

@@ -21,15 +21,38 @@ export function redisError(what: string, cause: unknown): ShmCacheError {
  * client's offline queue to be replayed later. (A command already written
  * to a connection that then breaks is resent by ioredis itself when the
  * client has `autoResendUnfulfilledCommands`, its default: see `late`.)
+ *
+ * A circuit breaker: a command that timed out stays in the client's queue
+ * and socket, and would still run when a hung server wakes up. While any
+ * such command is overdue (sent, timed out, not answered yet), every new
+ * command rejects at once with `ERR_SHMCACHE_REDIS` without being sent, so
+ * only the writes in flight when the failure began can land late, and the
+ * client's queue does not grow. The breaker closes once the connection has
+ * answered (or failed) every overdue command; `recovered` then runs.
  */
 export class RedisLink {
   readonly client: RedisClient;
   readonly timeout: number;
   #ready: Promise<void> | undefined;
+  /** Commands sent that timed out and have not been answered yet. */
+  #overdue = 0;
+  /** What runs when the last overdue command is answered (the breaker closes). */
+  #afterRecovery: (() => void)[] = [];
 
   constructor(client: RedisClient, timeout: number) {
     this.client = client;
     this.timeout = timeout;
+  }
+
+  /** How many commands are overdue (while > 0, new commands fail fast). */
+  get overdue(): number {
+    return this.#overdue;
+  }
+
+  /** Runs `fn` now if no command is overdue, else once the last one is answered. */
+  afterRecovery(fn: () => void): void {
+    if (this.#overdue === 0) fn();
+    else this.#afterRecovery.push(fn);
   }
 
   /** Resolves when the client is ready; rejects at once when it is known to be down. */
@@ -67,18 +90,43 @@ export class RedisLink {
    * a stopped server woke up): a write that was reported as failed landed.
    */
   run<T>(what: string, send: () => Promise<T>, late?: () => void): Promise<T> {
+    if (this.#overdue > 0) {
+      return Promise.reject(
+        redisError(what, new Error(`not sent: ${this.#overdue} earlier command(s) got no answer within ${this.timeout} ms and are still unanswered`)),
+      );
+    }
     return new Promise<T>((resolve, reject) => {
       let done = false;
+      let sent = false;
+      let overdue = false;
       const timer = setTimeout(() => {
         done = true;
+        if (sent) {
+          overdue = true;
+          this.#overdue++;
+        }
         reject(redisError(what, new Error(`no answer within ${this.timeout} ms`)));
       }, this.timeout);
+      const answered = (): void => {
+        if (!overdue) return;
+        overdue = false;
+        if (--this.#overdue === 0) for (const fn of this.#afterRecovery.splice(0)) fn();
+      };
       const go = (): void => {
         if (done) return;
+        if (this.#overdue > 0) {
+          // Another command became overdue while this one waited for the client.
+          done = true;
+          clearTimeout(timer);
+          reject(redisError(what, new Error('not sent: an earlier command is still unanswered')));
+          return;
+        }
+        sent = true;
         send().then(
           (value) => {
             if (done) {
-              if (late) late();
+              if (late) this.afterRecovery(late);
+              answered();
               return;
             }
             done = true;
@@ -86,7 +134,10 @@ export class RedisLink {
             resolve(value);
           },
           (err: unknown) => {
-            if (done) return;
+            if (done) {
+              answered();
+              return;
+            }
             done = true;
             clearTimeout(timer);
             reject(err instanceof ShmCacheError ? err : redisError(what, err));
@@ -110,17 +161,39 @@ export class RedisLink {
     });
   }
 
-  /** EVALSHA of `script` on `key`, and EVAL when Redis does not know it yet (a restart, another node). */
+  /** Scripts whose `#!lua` line this Redis could not compile (older than 7): their legacy text is used. */
+  readonly #legacy = new Set<string>();
+
+  /**
+   * EVALSHA of `script` on `key`, and EVAL when Redis does not know it yet (a
+   * restart, another node). A script with a `#!lua` flags line is sent by
+   * EVAL with its text: Redis can read the flags of a script it is given,
+   * but holds an EVALSHA of one it does not know during CLIENT PAUSE WRITE;
+   * a Redis that cannot compile the line (older than 7) gets the legacy
+   * script from then on.
+   */
   script(script: Script, key: string, args: (string | Buffer | number)[], late?: () => void): Promise<unknown> {
     const client = this.client;
+    const bySha = async (s: Script): Promise<unknown> => {
+      try {
+        return await client.callBuffer('evalsha', s.sha, 1, key, ...args);
+      } catch (err) {
+        if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+        return await client.callBuffer('eval', s.text, 1, key, ...args);
+      }
+    };
     return this.run(
       script.name,
       async () => {
+        const legacy = script.legacy;
+        if (legacy === undefined) return bySha(script);
+        if (this.#legacy.has(script.sha)) return bySha(legacy);
         try {
-          return await client.callBuffer('evalsha', script.sha, 1, key, ...args);
-        } catch (err) {
-          if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
           return await client.callBuffer('eval', script.text, 1, key, ...args);
+        } catch (err) {
+          if (!(err instanceof Error) || !/compil|shebang|engine/i.test(err.message)) throw err;
+          this.#legacy.add(script.sha);
+          return bySha(legacy);
         }
       },
       late,

@@ -2,6 +2,8 @@ import { Buffer } from 'node:buffer';
 import type { RedisLink } from './link';
 import { ACQUIRE, newLock, RELEASE, STORE } from './wire';
 
+const noop = (): void => {};
+
 /** What `acquire()` found. */
 export type Acquired =
   /** The caller holds the lock now. */
@@ -26,15 +28,19 @@ export class RedisLock {
   /** The value or lock at `rkey`, else a new lock of ours (`SET rkey token PX lockTtl` when empty). */
   async acquire(rkey: string, lockTtl: number): Promise<Acquired> {
     const lock = newLock();
-    const r = await this.#link.script(ACQUIRE, rkey, [lock, lockTtl]);
+    // An acquire that timed out and then ran took a lock no one holds: freed
+    // (else every remember() of the key would wait for lockTtl).
+    const r = await this.#link.script(ACQUIRE, rkey, [lock, lockTtl], () => {
+      this.release(rkey, lock).catch(noop);
+    });
     if (r === null || r === undefined) return { kind: 'mine', lock };
     const [bytes, pttl] = r as [Buffer, number];
     return { kind: 'found', bytes, pttl: Number(pttl) };
   }
 
-  /** Stores the produced value unless a value is there already; whether it stored. */
-  async store(rkey: string, payload: Buffer, ttl: number): Promise<boolean> {
-    return Number(await this.#link.script(STORE, rkey, [payload, ttl])) === 1;
+  /** Stores the produced value if the key still holds `lock`; whether it stored. `late`: as RedisLink.run's. */
+  async store(rkey: string, payload: Buffer, ttl: number, lock: Buffer, late?: () => void): Promise<boolean> {
+    return Number(await this.#link.script(STORE, rkey, [payload, ttl, lock], late)) === 1;
   }
 
   /** Deletes the lock if it is still ours (a compare-and-delete script); errors are the caller's to ignore. */

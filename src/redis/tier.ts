@@ -9,7 +9,7 @@ import { redisError, RedisLink } from './link';
 import { LocalLayer } from './local';
 import { RedisLock } from './lock';
 import { MAX_NAME_BYTES, resolveTierOptions, type ResolvedTierOptions, type TieredCacheOptions } from './options';
-import { decodeValue, encodeMessage, encodeValue, FILL, LOCKED, type BusMessage } from './wire';
+import { decodeValue, encodeMessage, encodeValue, FILL, LOCKED, MAX_MESSAGE_KEYS, type BusMessage } from './wire';
 import { isWellFormed } from '../strings';
 
 /** Options of `TieredCache.set()`. */
@@ -66,6 +66,9 @@ export class TieredCache<V = unknown> {
   #closed = false;
   /** remember() callers waiting for another machine's producer, by key. */
   readonly #waiters = new Map<string, Set<() => void>>();
+  /** Keys whose rejected write landed late, to announce once the link answers again. */
+  readonly #late = new Set<string>();
+  #lateRetry: NodeJS.Timeout | undefined;
 
   /** @throws {ShmCacheError} `ERR_SHMCACHE_INVALID_OPTION` for any bad or unknown option. */
   constructor(options: TieredCacheOptions<V>) {
@@ -241,7 +244,11 @@ export class TieredCache<V = unknown> {
           // A Cluster refuses multi-key commands across slots, even on one node.
           const p = node.pipeline();
           for (const k of keys) p.unlink(k);
-          await this.#link.run('UNLINK', () => p.exec());
+          const results = await this.#link.run('UNLINK', () => p.exec());
+          // exec() resolves with one [error, reply] per command: each one counts.
+          const failed = (results ?? []).find(([err]) => err);
+          if (results === null) throw redisError('UNLINK', new Error('the pipeline was not run'));
+          if (failed) throw redisError('UNLINK', failed[0]);
         } else {
           await this.#link.run('UNLINK', () => node.unlink(...keys));
         }
@@ -345,7 +352,7 @@ export class TieredCache<V = unknown> {
       }
       let stored: boolean;
       try {
-        stored = await this.#lock.store(rkey, payload, ttl);
+        stored = await this.#lock.store(rkey, payload, ttl, a.lock, () => this.#landedLate(key));
       } catch (err) {
         release();
         throw err;
@@ -388,7 +395,7 @@ export class TieredCache<V = unknown> {
   #onMessage(m: BusMessage): void {
     // A machine never drops its own fresh write.
     if (m.machine === this.#l1.machineId()) return;
-    const first = !this.#l1.applied(m.id);
+    const first = m.id === '' || !this.#l1.applied(m.id);
     if (m.clear) {
       if (first) this.#l1.dropAll();
       this.#wakeAll();
@@ -398,14 +405,24 @@ export class TieredCache<V = unknown> {
         this.#wake(key);
       }
     }
-    if (first) this.#l1.markApplied(m.id);
+    if (first && m.id !== '') this.#l1.markApplied(m.id);
   }
 
-  /** Publishes a write to the bus; a failure drops this machine's copies of its keys and rejects. */
+  /**
+   * Publishes a write to the bus (keys in messages of at most
+   * MAX_MESSAGE_KEYS); a failure drops this machine's copies of its keys and rejects.
+   */
   async #announce(m: Omit<BusMessage, 'machine' | 'id'>): Promise<void> {
-    const text = encodeMessage({ ...m, machine: this.#l1.machineId(), id: randomBytes(9).toString('base64url') });
+    const machine = this.#l1.machineId();
+    const texts: string[] = [];
+    if (m.clear) texts.push(encodeMessage({ machine, id: randomBytes(9).toString('base64url'), clear: true }));
+    else {
+      for (let i = 0; i < m.keys!.length; i += MAX_MESSAGE_KEYS) {
+        texts.push(encodeMessage({ machine, id: randomBytes(9).toString('base64url'), keys: m.keys!.slice(i, i + MAX_MESSAGE_KEYS) }));
+      }
+    }
     try {
-      await this.#link.run('PUBLISH', () => this.#o.redis.publish(this.#o.prefix, text));
+      for (const text of texts) await this.#link.run('PUBLISH', () => this.#o.redis.publish(this.#o.prefix, text));
     } catch (err) {
       if (m.clear) this.#l1.dropAll();
       else for (const k of m.keys!) this.#l1.bump(k);
@@ -414,11 +431,37 @@ export class TieredCache<V = unknown> {
     }
   }
 
-  /** A write the tier reported as failed reached Redis after all: drop the key here, and tell the others. */
+  /**
+   * A write the tier reported as failed reached Redis after all: drop the key
+   * here, and tell the others (the link calls it once it answers everything
+   * again: its breaker refuses new commands until then).
+   */
   #landedLate(key: string): void {
     if (this.#closed) return;
     this.#l1.bump(key);
-    this.#announce({ keys: [key] }).catch(noop);
+    this.#late.add(key);
+    // Called once the link answers everything again: all keys in one go.
+    queueMicrotask(() => this.#flushLate());
+  }
+
+  /** Announces the keys whose writes landed late; on failure tries again after `timeout`. */
+  #flushLate(): void {
+    if (this.#closed || this.#late.size === 0) return;
+    clearTimeout(this.#lateRetry);
+    this.#lateRetry = undefined;
+    const keys = [...this.#late];
+    this.#late.clear();
+    this.#announce({ keys }).catch(() => {
+      if (this.#closed) return;
+      for (const k of keys) this.#late.add(k);
+      if (this.#lateRetry === undefined) {
+        this.#lateRetry = setTimeout(() => {
+          this.#lateRetry = undefined;
+          this.#flushLate();
+        }, this.#o.timeout);
+        this.#lateRetry.unref();
+      }
+    });
   }
 
   /**
@@ -429,6 +472,7 @@ export class TieredCache<V = unknown> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#lateRetry);
     this.#wakeAll();
     await this.#bus.close(this.#o.timeout);
     if (this.#o.ownsLocal) this.#o.local.close();

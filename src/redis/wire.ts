@@ -107,42 +107,53 @@ export interface Script {
   readonly name: string;
   readonly text: string;
   readonly sha: string;
+  /** The same script without its `#!lua` flags line, for a Redis older than 7 (which cannot compile it). */
+  readonly legacy?: Script;
 }
 
-function script(name: string, text: string): Script {
-  return { name, text, sha: createHash('sha1').update(text).digest('hex') };
+function script(name: string, text: string, legacy?: Script): Script {
+  return { name, text, sha: createHash('sha1').update(text).digest('hex'), legacy };
 }
 
-/** A read: the value and the ms it has left (-1: no expiry), in one atomic step; nil when missing. */
-export const FILL = script(
-  'fill',
-  `local v = redis.call('GET', KEYS[1])
+const FILL_BODY = `local v = redis.call('GET', KEYS[1])
 if not v then return false end
-return {v, redis.call('PTTL', KEYS[1])}`,
-);
+return {v, redis.call('PTTL', KEYS[1])}`;
+
+/**
+ * A read: the value and the ms it has left (-1: no expiry), in one atomic
+ * step; nil when missing. Declared `no-writes` (Redis 7): a script without
+ * flags counts as a write, and CLIENT PAUSE WRITE (what FAILOVER uses) would
+ * hold it, and every later command of its connection behind it.
+ */
+export const FILL = script('fill', `#!lua flags=no-writes\n${FILL_BODY}`, script('fill', FILL_BODY));
 
 /**
  * remember()'s lock on the value's own key: a value (or another's lock) and
  * its PTTL if there is one; else the lock (ARGV[1]) is set with PX ARGV[2]
- * and nil comes back: the caller owns it.
+ * and nil comes back: the caller owns it. A lock without an expiry (no tier
+ * writes one) is broken: taken over as if the key were empty.
  */
 export const ACQUIRE = script(
   'acquire',
   `local v = redis.call('GET', KEYS[1])
-if v then return {v, redis.call('PTTL', KEYS[1])} end
+if v then
+  local t = redis.call('PTTL', KEYS[1])
+  if t >= 0 or string.byte(v, 1) ~= 0 then return {v, t} end
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false`,
 );
 
 /**
- * Stores a produced value (ARGV[1], PX ARGV[2] unless '0') unless a value is
- * there already (someone set the key while the producer ran): over nothing,
- * over its own lock, or over a lock another took after it expired. 1 if stored.
+ * Stores a produced value (ARGV[1], PX ARGV[2] unless '0') only over the
+ * producer's own lock (ARGV[3]): a key that holds anything else was written
+ * (`set`), deleted or cleared while the producer ran, or its lock expired
+ * and another producer holds the key now; the value, computed before that,
+ * must not win over it. 1 if stored.
  */
 export const STORE = script(
   'store',
-  `local v = redis.call('GET', KEYS[1])
-if v and string.byte(v, 1) ~= 0 then return 0 end
+  `if redis.call('GET', KEYS[1]) ~= ARGV[3] then return 0 end
 if ARGV[2] == '0' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
 return 1`,
 );
@@ -153,6 +164,12 @@ export const RELEASE = script(
   `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`,
 );
+
+/** The most keys one bus message names: a sender splits, a receiver takes a longer one as a clear. */
+export const MAX_MESSAGE_KEYS = 1000;
+
+/** The longest bus message read (longer: taken as a clear without parsing it). */
+export const MAX_MESSAGE_CHARS = 1 << 20;
 
 /** A bus message: the writing machine and the keys it wrote, or a clear. */
 export interface BusMessage {
@@ -188,6 +205,9 @@ export function decodeMessage(text: string): BusMessage | undefined {
   const r = o as { v?: unknown; m?: unknown; i?: unknown; k?: unknown; clear?: unknown };
   if (r.v !== 1 || typeof r.m !== 'string' || typeof r.i !== 'string' || r.i.length === 0 || r.i.length > 64) return undefined;
   if (r.clear === true) return { machine: r.m, id: r.i, clear: true };
-  if (!Array.isArray(r.k) || !r.k.every((k) => typeof k === 'string' && k.length > 0)) return undefined;
+  if (!Array.isArray(r.k)) return undefined;
+  // Longer than a tier sends (it splits): a clear, rather than that many drops.
+  if (r.k.length > MAX_MESSAGE_KEYS) return { machine: r.m, id: r.i, clear: true };
+  if (!r.k.every((k) => typeof k === 'string' && k.length > 0)) return undefined;
   return { machine: r.m, id: r.i, keys: r.k as string[] };
 }
