@@ -174,7 +174,7 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
   }
 
   // open(path, size, create, stamp, stampMode, leaderPid, leaderStart,
-  // lockWaitMs, createFolder) -> { created, reset, size, maxValue, readOnly }; stampMode
+  // lockWaitMs, createFolder, readOnly) -> { created, reset, size, maxValue, readOnly }; stampMode
   // 0 never, 1 explicit, 2 process group (see StampMode).
   Napi::Value Open(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -189,6 +189,7 @@ class NativeCache : public Napi::ObjectWrap<NativeCache> {
     req.leader_start = ToU64(info[6]);
     req.file.lock_wait_ms = static_cast<int64_t>(ToU64(info[7]));
     req.file.create_folder = info[8].As<Napi::Boolean>().Value();
+    req.file.read_only = info.Length() > 9 && info[9].As<Napi::Boolean>().Value();
     Error error;
     bool created = false, reset = false;
     if (!store_.Open(req, &error, &created, &reset))

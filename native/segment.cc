@@ -439,8 +439,13 @@ bool Segment::Open(const OpenRequest& req, Error* error, bool* created) {
         return false;
       }
       int flags = O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
-      fd_ = ::openat(dirfd, name.c_str(), O_RDWR | flags);
-      if (fd_ < 0 && (errno == EROFS || errno == EACCES)) {
+      if (req.read_only) {
+        fd_ = ::openat(dirfd, name.c_str(), O_RDONLY | flags);
+        if (fd_ >= 0) read_only_ = true;
+      } else {
+        fd_ = ::openat(dirfd, name.c_str(), O_RDWR | flags);
+      }
+      if (fd_ < 0 && !req.read_only && (errno == EROFS || errno == EACCES)) {
         fd_ = ::openat(dirfd, name.c_str(), O_RDONLY | flags);
         if (fd_ >= 0) read_only_ = true;
       }
@@ -464,9 +469,11 @@ bool Segment::Open(const OpenRequest& req, Error* error, bool* created) {
 
     // Creation, initialization and resets are serialized by a kernel lock on
     // the file itself, released by the kernel if its holder dies. Taken only
-    // now, after the checks: nobody else can open a 0600 file of ours.
+    // now, after the checks: nobody else can open a 0600 file of ours. A
+    // read-only handle changes nothing and takes no lock, so nobody (a
+    // tenant holding the lock of its own file, say) can make it wait.
     int64_t deadline = MonotonicMs() + req.lock_wait_ms;
-    while (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    while (!read_only_ && flock(fd_, LOCK_EX | LOCK_NB) != 0) {
       int e = errno;
       if (e == EINTR) continue;
       if (e != EWOULDBLOCK) {
@@ -540,11 +547,34 @@ bool Segment::Open(const OpenRequest& req, Error* error, bool* created) {
       Close();
       return false;
     }
+    if (!unfinished) {
+      // A segment's blocks are reserved at creation (posix_fallocate): one with
+      // holes was not made so, or had its blocks released (a punched hole), and
+      // touching its pages would allocate memory the file never held.
+      if (static_cast<uint64_t>(st.st_blocks) * 512 < size_) {
+        error->Set(Code::kCorrupt,
+                   where + " has holes (" +
+                       std::to_string(static_cast<uint64_t>(st.st_blocks) * 512) + " of " +
+                       std::to_string(size_) +
+                       " bytes allocated): a segment's blocks are reserved when it is "
+                       "made; it was left untouched");
+        Close();
+        return false;
+      }
+    }
   }
   if (needs_init && !req.create) {
     error->Set(Code::kNotFound,
                where +
                    " exists but was never initialized as a segment (create: false writes "
+                   "nothing); it was left untouched");
+    Close();
+    return false;
+  }
+  if (needs_init && req.read_only) {
+    error->Set(Code::kNotFound,
+               where +
+                   " exists but was never initialized as a segment (a read-only attach writes "
                    "nothing); it was left untouched");
     Close();
     return false;
@@ -581,7 +611,10 @@ bool Segment::Open(const OpenRequest& req, Error* error, bool* created) {
   map_size_ = size_;
   // Up to 1 GiB, the page tables are filled at once: otherwise each process
   // takes a minor fault on the first touch of every page, on its hot path.
-  int populate = map_size_ <= (1ull << 30) ? MAP_POPULATE : 0;
+  // Not for a read-only handle (a tool looking at someone's file must not
+  // fault in every page: a file whose blocks were released would cost it
+  // the whole size in memory).
+  int populate = map_size_ <= (1ull << 30) && !read_only_ ? MAP_POPULATE : 0;
   int prot = read_only_ ? PROT_READ : PROT_READ | PROT_WRITE;
   void* p = mmap(nullptr, map_size_, prot, MAP_SHARED | populate, fd_, 0);
   if (p == MAP_FAILED) {
@@ -619,6 +652,7 @@ bool Segment::Open(const OpenRequest& req, Error* error, bool* created) {
     Close();
     return false;
   }
+
   static const unsigned char kNoBoot[sizeof h.boot_id] = {};
   bool boot_known = std::memcmp(h.boot_id, kNoBoot, sizeof kNoBoot) != 0;
   if (!read_only_ && BootIdKnown() && !boot_known) {

@@ -166,6 +166,7 @@ struct OpenRequest {
   uint64_t size = 0;           // of a new segment
   bool create = true;          // false: attach only (kNotFound when missing)
   bool create_folder = false;  // make missing folders of the path, 0700
+  bool read_only = false;      // map it PROT_READ: write nothing, lock nothing (implies !create)
   int64_t lock_wait_ms = 0;    // how long to retry the file lock (kTimeout)
 };
 

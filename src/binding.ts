@@ -25,6 +25,7 @@ export interface NativeCache {
     leaderStart: number,
     lockWaitMs: number,
     createFolder: boolean,
+    readOnly: boolean,
   ): OpenInfo;
   setBuffers(key: Buffer, out: Buffer, value: Buffer): void;
   setPool(pool: Buffer): void;

@@ -39,6 +39,7 @@ export function openSegment(options: ResolvedOptions<unknown>, createFolder: boo
     processGroup.leaderStart,
     lockWaitMs(),
     createFolder,
+    options.readOnly,
   );
   return { native, file, info };
 }

@@ -33,6 +33,15 @@ export interface CacheOptions<V = unknown> {
    * cache use `{ create: false, stamp: false }`. Default `true`.
    */
   create?: boolean;
+  /**
+   * `true`: attach read-only, as tools that look at a cache should: the file
+   * is opened and mapped read-only, so nothing in it is ever written (no
+   * statistics slot, no access hints, no lock taken, no repair), no file
+   * lock is waited for, and its pages are not faulted in ahead. Reads work;
+   * writes throw `ERR_SHMCACHE_PERMISSION` (`EROFS`). Implies
+   * `create: false` and never resets. Default `false`.
+   */
+  readOnly?: boolean;
   /** Default time to live of entries, in ms; `0` means none. Default `0`. */
   ttl?: number;
   /**
@@ -63,6 +72,7 @@ export interface ResolvedOptions<V> {
   stamp: number | false;
   stampMode: StampMode;
   create: boolean;
+  readOnly: boolean;
   ttl: number;
   codec: Codec<V>;
   memo: number;
@@ -74,7 +84,7 @@ export const MAX_SIZE = 16 * 1024 * 1024 * KB;
 const MAX_MEMO = 1024 * KB * KB;
 const UNITS: Record<string, number> = { B: 1, KB, MB: KB * KB, GB: KB * KB * KB };
 
-const OPTION_NAMES = new Set(['path', 'size', 'stamp', 'ttl', 'codec', 'memo', 'create']);
+const OPTION_NAMES = new Set(['path', 'size', 'stamp', 'ttl', 'codec', 'memo', 'create', 'readOnly']);
 
 export function parseSize(value: unknown, name = 'size'): number {
   const bytes = parseBytes(value, name);
@@ -171,12 +181,19 @@ export function resolveOptions<V>(options: unknown): ResolvedOptions<V> {
   if (o.create !== undefined && typeof o.create !== 'boolean') {
     throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'a boolean', 'create', o.create);
   }
+  if (o.readOnly !== undefined && typeof o.readOnly !== 'boolean') {
+    throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'a boolean', 'readOnly', o.readOnly);
+  }
+  if (o.readOnly === true && o.create === true) {
+    throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'no create: true with readOnly (a read-only attach creates nothing)', 'create', o.create);
+  }
   return {
     path: o.path,
     size: o.size === undefined ? 64 * KB * KB : parseSize(o.size),
     stamp,
     stampMode,
-    create: o.create ?? true,
+    create: o.readOnly === true ? false : (o.create ?? true),
+    readOnly: o.readOnly === true,
     ttl: o.ttl === undefined ? 0 : parseTtl(o.ttl),
     codec: o.codec === undefined ? (v8Codec as Codec<V>) : parseCodec<V>(o.codec),
     memo: o.memo === undefined ? 0 : parseMemo(o.memo),

@@ -18,7 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Cache, ShmCacheError } from '../esm/index.mjs';
-import { isRoot, openInChild, runFixture, tempDir, waitUntil } from './helpers';
+import { code, isRoot, openInChild, runFixture, tempDir, waitUntil } from './helpers';
 
 const tmp = tempDir();
 const MB = 1024 * 1024;
@@ -237,6 +237,79 @@ describe('ERR_SHMCACHE_CORRUPT', () => {
     expect(e.code).toBe('ERR_SHMCACHE_CORRUPT');
     expect(e.message).toMatch(/shorter/);
     expect(statSync(path).size).toBe(MB);
+  });
+});
+
+describe('readOnly: true, how tools look at a cache', () => {
+  test('reads work, nothing in the file changes (no slot, no hint, no lock, no repair), writes are PERMISSION', () => {
+    const path = makeSegment();
+    const rw = new Cache({ path, size: '1MB', stamp: false });
+    for (let i = 0; i < 200; i++) rw.set(`k${i}`, `v${i}`);
+    rw.close();
+    const bucketsOff = 4096 + 16 * 128; // the first shard's first bucket head
+    poke(path, bucketsOff, Buffer.from([0xff, 0xff, 0xff, 0x7f])); // damage a chain
+    const before = readFileSync(path);
+    const ro = new Cache({ path, readOnly: true });
+    let seen = 0;
+    for (let i = 0; i < 200; i++) if (ro.get(`k${i}`) === `v${i}`) seen++;
+    expect(seen).toBeGreaterThan(100);
+    ro.has('k1');
+    ro.keys();
+    [...ro.entries()];
+    ro.stats();
+    expect(ro.verify().ok).toBe(false); // reported, not repaired
+    try {
+      ro.set('k1', 'x');
+      throw new Error('a write through a read-only handle did not throw');
+    } catch (e) {
+      expect(e).toMatchObject({ code: 'ERR_SHMCACHE_PERMISSION', errno: 30 });
+    }
+    ro.close();
+    expect(readFileSync(path).equals(before)).toBe(true);
+  });
+
+  test('a file lock held by another process does not make it wait', async () => {
+    const path = makeSegment();
+    const holder = spawn('flock', ['-x', path, 'sleep', '30'], { stdio: 'ignore' });
+    try {
+      await waitUntil(() => {
+        try {
+          execFileSync('flock', ['-n', '-x', path, 'true']);
+          return false;
+        } catch {
+          return true;
+        }
+      });
+      const r = await openInChild(path, { readOnly: true }, [['get', 'k']], { env: { SHMCACHE_LOCK_TIMEOUT_MS: '20000' } });
+      expect(r).toMatchObject({ ok: true, results: ['v'] });
+      expect(r.elapsedMs).toBeLessThan(10_000); // not the 20 s lock wait
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  });
+
+  test('a missing or never-initialized file is NOT_FOUND and nothing is made; create: true with it is an option error', () => {
+    const path = tmp.file();
+    expect(code(() => new Cache({ path, readOnly: true }).open())).toBe('ERR_SHMCACHE_NOT_FOUND');
+    expect(existsSync(path)).toBe(false);
+    writeFileSync(path, '', { mode: 0o600 });
+    expect(code(() => new Cache({ path, readOnly: true }).open())).toBe('ERR_SHMCACHE_NOT_FOUND');
+    expect(statSync(path).size).toBe(0);
+    expect(code(() => new Cache({ path, readOnly: true, create: true }))).toBe('ERR_SHMCACHE_INVALID_OPTION');
+  });
+});
+
+describe('a segment with holes', () => {
+  test('is refused (its blocks were released: touching its pages would allocate memory), and left as it was', () => {
+    const path = makeSegment('2MB');
+    execFileSync('fallocate', ['--punch-hole', '--offset', String(MB), '--length', String(MB), path]);
+    const before = statSync(path);
+    for (const options of [{ readOnly: true }, { stamp: false as const }]) {
+      const e = openError(path, options);
+      expect(e.code).toBe('ERR_SHMCACHE_CORRUPT');
+      expect(e.message).toMatch(/has holes/);
+    }
+    expect(statSync(path).blocks).toBe(before.blocks);
   });
 });
 
