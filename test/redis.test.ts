@@ -49,6 +49,9 @@ describe.skipIf(!hasRedis)('shmcache/redis, standalone', () => {
   };
   /** The current L1 version of `key` (the tier's layout, docs/redis.md). */
   const versionOf = (t: TieredCache<any>, key: string): unknown => t.local.get('\u0000v' + t.prefix + key);
+  /** The name of `key`'s current L1 copy: at the prefix's epoch and the key's version. */
+  const copyOf = (t: TieredCache<any>, key: string): string =>
+    '\u0000d' + t.prefix + key + '\u0000' + String(t.local.get('\u0000e' + t.prefix)) + '.' + String(versionOf(t, key));
 
   beforeAll(async () => {
     server = redisServer.server;
@@ -174,8 +177,8 @@ describe.skipIf(!hasRedis)('shmcache/redis, standalone', () => {
       // 2.5 s later (the addon's clock, in this process): the short copy is
       // gone from the L1 (Redis's TTL), the long one still there.
       setClockOffsetForTesting(2500);
-      expect(b.local.get('\u0000d' + 'u:short\u0000' + String(versionOf(b, 'short')))).toBeUndefined();
-      expect(b.local.get('\u0000d' + 'u:long\u0000' + String(versionOf(b, 'long')))).toBe('v');
+      expect(b.local.get(copyOf(b, 'short'))).toBeUndefined();
+      expect(b.local.get(copyOf(b, 'long'))).toBe('v');
       // 5.5 s later: the long copy is gone too (localTtl), and is read from Redis again.
       setClockOffsetForTesting(5500);
       const n = evalshaCalls();

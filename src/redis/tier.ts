@@ -6,7 +6,7 @@ import { invalid, ShmCacheError } from '../errors';
 import { parseTtl } from '../options';
 import { Bus } from './bus';
 import { redisError, RedisLink } from './link';
-import { LocalLayer } from './local';
+import { LocalLayer, type Ver } from './local';
 import { RedisLock } from './lock';
 import { MAX_NAME_BYTES, resolveTierOptions, type ResolvedTierOptions, type TieredCacheOptions } from './options';
 import { decodeValue, encodeMessage, encodeValue, FILL, LOCKED, MAX_MESSAGE_KEYS, type BusMessage } from './wire';
@@ -311,7 +311,7 @@ export class TieredCache<V = unknown> {
     ttl: number,
     lockTtl: number,
     deadline: number,
-    n: number | undefined,
+    n: Ver | undefined,
   ): Promise<V> {
     const rkey = this.#o.prefix + key;
     let delay = 5;
