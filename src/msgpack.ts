@@ -149,6 +149,15 @@ function spin(): void {
   while (process.hrtime.bigint() < end);
 }
 
+/** A write the codec can do without (on a read-only handle it throws PERMISSION). */
+function tryWrite(write: () => unknown): void {
+  try {
+    write();
+  } catch {
+    // nothing lost: the next handle that can write does it
+  }
+}
+
 function corrupt(err: unknown): ShmCacheError {
   return new ShmCacheError('ERR_SHMCACHE_CORRUPT', `a codec value cannot be decoded: ${(err as Error)?.message ?? String(err)}`, {
     cause: err,
@@ -328,7 +337,8 @@ export class MsgpackCodec implements Codec<unknown> {
     } else if (this.#version !== 0 && this.#entry !== undefined && !s.has(entryKey(this.#version)) && s.writable()) {
       // Evicted while current: put it back as it was (the version is this
       // handle's, so its content is the one that version names).
-      s.set(entryKey(this.#version), this.#entry);
+      const entry = this.#entry;
+      tryWrite(() => s.set(entryKey(this.#version), entry));
     }
   }
 
@@ -377,7 +387,7 @@ export class MsgpackCodec implements Codec<unknown> {
       }
       if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) {
         // Not a version this codec wrote: drop it, a save starts over.
-        if (s.writable()) s.delete(POINTER_KEY);
+        tryWrite(() => s.delete(POINTER_KEY));
         this.#version = 0;
         this.#entry = undefined;
         return [];
@@ -412,6 +422,16 @@ export class MsgpackCodec implements Codec<unknown> {
    * (another process saved first) makes msgpackr reload and pack again.
    */
   #save(list: Structure[]): boolean {
+    try {
+      return this.#trySave(list);
+    } catch {
+      // A read-only handle (PERMISSION), or the segment failing: the value
+      // keeps its structure to itself, and the set() goes on to fail or not.
+      return this.#keepLocal(list);
+    }
+  }
+
+  #trySave(list: Structure[]): boolean {
     const s = this.#store!();
     if (!s.writable() || Date.now() < this.#noSharingUntil || this.#version < 0) return this.#keepLocal(list);
     const base = this.#version;

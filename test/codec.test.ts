@@ -334,6 +334,18 @@ describe('shared record structures', () => {
   });
 });
 
+describe('read-only handles', () => {
+  test('read msgpack values; a damaged pointer they cannot drop is a miss, not a throw', () => {
+    const path = tmp.file();
+    const w = cache(path);
+    w.set('o', { a: 1, when: new Date(2) });
+    const ro = cache(path, { readOnly: true });
+    expect(ro.get('o')).toEqual({ a: 1, when: new Date(2) });
+    w.set(POINTER, 'damaged'); // a read-only reader cannot drop it: a miss, no throw
+    expect(cache(path, { readOnly: true }).get('o')).toBeUndefined();
+  });
+});
+
 async function childSet(path: string, keys: [string, string | number, number][]): Promise<void> {
   const r = await runFixture('msgpack-child.mjs', [path, 'set', JSON.stringify({ keys })]);
   expect(r.messages, r.stderr).toEqual([{ done: true }]);
