@@ -125,6 +125,24 @@ describe.skipIf(!hasRedis)('shmcache/redis, failure modes', () => {
     expect(Date.now() - t0).toBeLessThan(500);
   });
 
+  it('a bus message that failed (the write is in Redis) is sent again once Redis takes it: the other machines drop their copies', async () => {
+    // A's user may not PUBLISH (B's, the default user, is not touched).
+    expect(server.cli('acl', 'setuser', 'nopub', 'on', '>pw', '~*', '&*', '+@all', '-publish')).toBe('OK');
+    const a = tier('bus-A', { timeout: 300, redis: client({ ...recommended, username: 'nopub', password: 'pw' }) });
+    const b = tier('bus-B');
+    await Promise.all([a.ready(), b.ready()]);
+    await b.set('k', 'v1');
+    expect(await b.get('k')).toBe('v1');
+    expect(await codeOf(a.set('k', 'v2'))).toBe('ERR_SHMCACHE_REDIS');
+    expect(await b.get('k')).toBe('v1'); // not told
+    expect(server.cli('acl', 'setuser', 'nopub', '+publish')).toBe('OK');
+    expect((await raw.get('x:k'))!.slice(1)).toBe('v2');
+    for (let i = 0; (await b.get('k')) !== 'v2'; i++) {
+      expect(i).toBeLessThan(300);
+      await sleep(10);
+    }
+  });
+
   it('CLIENT PAUSE WRITE (as FAILOVER does): reads that miss the L1 are still served', async () => {
     const a = tier('p-A');
     await a.ready();

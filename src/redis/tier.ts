@@ -66,8 +66,14 @@ export class TieredCache<V = unknown> {
   #closed = false;
   /** remember() callers waiting for another machine's producer, by key. */
   readonly #waiters = new Map<string, Set<() => void>>();
-  /** Keys whose rejected write landed late, to announce once the link answers again. */
+  /**
+   * Bus messages still owed: keys whose write landed late or whose message
+   * failed, and whether a clear's did; sent once the link answers again.
+   */
   readonly #late = new Set<string>();
+  #lateClear = false;
+  /** When the oldest message still owed was due (0: none owed). */
+  #lateSince = 0;
   #lateRetry: NodeJS.Timeout | undefined;
 
   /** @throws {ShmCacheError} `ERR_SHMCACHE_INVALID_OPTION` for any bad or unknown option. */
@@ -426,8 +432,10 @@ export class TieredCache<V = unknown> {
     } catch (err) {
       if (m.clear) this.#l1.dropAll();
       else for (const k of m.keys!) this.#l1.bump(k);
+      // Sent again once the link answers (the write itself is in Redis).
+      this.#owe(m.clear ? undefined : m.keys);
       const cause = err instanceof ShmCacheError ? (err.cause ?? err) : err;
-      throw redisError('stored in Redis, but the bus message to the other machines failed (their copies live up to localTtl)', cause);
+      throw redisError('stored in Redis, but the bus message to the other machines failed (sent again once Redis takes it; their copies live up to localTtl)', cause);
     }
   }
 
@@ -439,29 +447,40 @@ export class TieredCache<V = unknown> {
   #landedLate(key: string): void {
     if (this.#closed) return;
     this.#l1.bump(key);
+    if (this.#lateSince === 0) this.#lateSince = Date.now();
     this.#late.add(key);
-    // Called once the link answers everything again: all keys in one go.
-    queueMicrotask(() => this.#flushLate());
+    // All the keys that land in one go, in one message.
+    queueMicrotask(() => this.#link.afterRecovery(() => this.#flushLate()));
   }
 
-  /** Announces the keys whose writes landed late; on failure tries again after `timeout`. */
+  /** Owes a bus message for `keys` (undefined: a clear): sent again after `timeout`, once the link answers. */
+  #owe(keys: string[] | undefined): void {
+    if (this.#closed) return;
+    if (this.#lateSince === 0) this.#lateSince = Date.now();
+    if (keys === undefined) this.#lateClear = true;
+    else for (const k of keys) this.#late.add(k);
+    if (this.#lateRetry !== undefined) return;
+    this.#lateRetry = setTimeout(() => {
+      this.#lateRetry = undefined;
+      this.#link.afterRecovery(() => this.#flushLate());
+    }, this.#o.timeout);
+    this.#lateRetry.unref();
+  }
+
+  /** Sends the bus messages owed (a failure owes them again), unless they are older than localTtl (no copy they would drop is left). */
   #flushLate(): void {
-    if (this.#closed || this.#late.size === 0) return;
-    clearTimeout(this.#lateRetry);
-    this.#lateRetry = undefined;
+    if (this.#closed || (this.#late.size === 0 && !this.#lateClear)) return;
     const keys = [...this.#late];
+    const clear = this.#lateClear;
     this.#late.clear();
-    this.#announce({ keys }).catch(() => {
-      if (this.#closed) return;
-      for (const k of keys) this.#late.add(k);
-      if (this.#lateRetry === undefined) {
-        this.#lateRetry = setTimeout(() => {
-          this.#lateRetry = undefined;
-          this.#flushLate();
-        }, this.#o.timeout);
-        this.#lateRetry.unref();
-      }
-    });
+    this.#lateClear = false;
+    if (Date.now() - this.#lateSince > this.#o.localTtl) {
+      this.#lateSince = 0;
+      return;
+    }
+    (clear ? this.#announce({ clear: true }) : this.#announce({ keys })).then(() => {
+      if (this.#late.size === 0 && !this.#lateClear) this.#lateSince = 0;
+    }, noop);
   }
 
   /**
