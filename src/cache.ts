@@ -132,6 +132,13 @@ const RESERVED_BYTES = Buffer.from(RESERVED, 'utf8');
 function isReserved(buffer: Buffer, at: number, length: number): boolean {
   return length >= RESERVED_BYTES.length && buffer.compare(RESERVED_BYTES, 0, RESERVED_BYTES.length, at, at + RESERVED_BYTES.length) === 0;
 }
+/** The keys of getMany() and deleteMany() as an array: any iterable but a string (its characters are not keys). */
+function keyList(keys: Iterable<string>): readonly string[] {
+  if (keys === null || typeof keys !== 'object' || typeof (keys as Iterable<string>)[Symbol.iterator] !== 'function' || keys instanceof String) {
+    throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'an iterable of keys (not a string)', 'keys', keys);
+  }
+  return Array.isArray(keys) ? keys : Array.from(keys);
+}
 /** Buffer's own decoders (what toString() calls once it has checked its arguments). */
 interface Slices {
   latin1Slice(start: number, end: number): string;
@@ -236,6 +243,8 @@ export class Cache<V = unknown> {
   #infoExpires = new Float64Array(1);
   /** Batches of keys (getMany, deleteMany), packed for the addon, and getMany's results. */
   #batch = Buffer.alloc(0);
+  /** #packKeys() calls so far: a getMany whose codec read the cache packs its keys again. */
+  #packs = 0;
   #results = new Float64Array(0);
   /** scan()'s destination (entries(), values()). */
   #scanBuffer: Buffer | undefined;
@@ -835,6 +844,7 @@ export class Cache<V = unknown> {
 
   /** Packs `keys` into the batch buffer; returns where each starts (and the end). */
   #packKeys(keys: readonly unknown[]): number[] {
+    this.#packs++;
     const starts = new Array<number>(keys.length + 1);
     let at = 0;
     for (let i = 0; i < keys.length; i++) {
@@ -866,17 +876,25 @@ export class Cache<V = unknown> {
    * @throws {ShmCacheError} INVALID_KEY (any bad key: nothing is read), CLOSED.
    */
   getMany(keys: Iterable<string>): (V | undefined)[] {
-    const list = Array.isArray(keys) ? keys : Array.from(keys);
+    const list = keyList(keys);
     const n = list.length;
-    const starts = this.#packKeys(list);
+    let starts = this.#packKeys(list);
+    let packs = this.#packs;
+    let base = 0; // the key starts[0] is for
     const native = this.#handle();
     if (this.#results.length < 2 * n) this.#results = new Float64Array(Math.max(2 * n, 2 * this.#results.length));
     const results = this.#results;
     const out = new Array<V | undefined>(n);
     let i = 0;
     while (i < n) {
+      if (this.#packs !== packs) {
+        // A codec's decode() packed keys of its own over these.
+        starts = this.#packKeys(list.slice(i));
+        packs = this.#packs;
+        base = i;
+      }
       const pool = this.#pool;
-      const done = native.getMany(this.#batch, starts[i]!, n - i, this.#poolOff, results);
+      const done = native.getMany(this.#batch, starts[i - base]!, n - i, this.#poolOff, results);
       // Bytes and codec values stay where they were copied: the pool moves
       // past the last of them, so no later call writes over one handed out
       // (moved before any is decoded: a codec may read the cache).
@@ -888,9 +906,18 @@ export class Cache<V = unknown> {
           break;
         }
       }
+      // Codec values last, once every result is taken: decode() may read
+      // the cache, which reuses the pool past #poolOff (where the strings
+      // are), the results and the batch.
+      let codecs: number[] | undefined;
       for (let j = 0; j < done; j++) {
         const code = results[2 * j]!;
-        out[i + j] = code === -1 ? undefined : this.#decode(pool, code, results[2 * j + 1]!);
+        if (code === -1) out[i + j] = undefined;
+        else if (code % 8 === T_CODEC) (codecs ??= []).push(i + j, code, results[2 * j + 1]!);
+        else out[i + j] = this.#decode(pool, code, results[2 * j + 1]!);
+      }
+      if (codecs !== undefined) {
+        for (let c = 0; c < codecs.length; c += 3) out[codecs[c]!] = this.#decode(pool, codecs[c + 1]!, codecs[c + 2]!);
       }
       i += done;
       if (i === n) break;
@@ -915,7 +942,7 @@ export class Cache<V = unknown> {
    */
   setMany(entries: Iterable<readonly [string, V]>, options?: SetOptions): void {
     const ttl = this.#ttl(options, 'options');
-    if (entries === null || typeof (entries as Iterable<unknown>)?.[Symbol.iterator] !== 'function') {
+    if (entries === null || typeof entries !== 'object' || typeof (entries as Iterable<unknown>)[Symbol.iterator] !== 'function' || entries instanceof String) {
       throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'an iterable of [key, value] pairs', 'entries', entries);
     }
     this.#handle();
@@ -972,9 +999,15 @@ export class Cache<V = unknown> {
       batch.writeUInt32LE(lengths[i]!, at + 4);
       k.copy(batch, at + 8);
       const v = values[i]!;
-      if (typeof v === 'string') batch.write(v, at + 8 + k.length, 'utf8');
-      else v.copy(batch, at + 8 + k.length);
-      at += 8 + k.length + lengths[i]!;
+      // A value's buffer may have been detached or shrunk since it was
+      // checked (the iterable's own code ran in between): every byte of the
+      // batch is written, or nothing is stored.
+      const length = lengths[i]!;
+      const written = typeof v === 'string' ? batch.write(v, at + 8 + k.length, length, 'utf8') : v.length >= length ? v.copy(batch, at + 8 + k.length, 0, length) : -1;
+      if (written !== length) {
+        throw new ShmCacheError('ERR_SHMCACHE_ENCODE', `the value of ${JSON.stringify(k.toString())} changed size while setMany() read the batch (its buffer was detached or resized)`);
+      }
+      at += 8 + k.length + length;
     }
     this.#native!.setMany(batch, keys.length, ttl);
   }
@@ -999,7 +1032,7 @@ export class Cache<V = unknown> {
    * @throws {ShmCacheError} INVALID_KEY (any bad key: nothing is removed), PERMISSION, CLOSED.
    */
   deleteMany(keys: Iterable<string>): number {
-    const list = Array.isArray(keys) ? keys : Array.from(keys);
+    const list = keyList(keys);
     this.#packKeys(list);
     const native = this.#handle();
     const memo = this.#memo;

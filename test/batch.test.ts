@@ -72,6 +72,52 @@ describe('getMany', () => {
     expect(got).toEqual(want);
   });
 
+  test('a codec whose decode() reads the cache (re-entrancy) gets no other key\'s value', () => {
+    const codec = {
+      encode: (v: unknown) => Buffer.from(JSON.stringify(v)),
+      decode: (b: Uint8Array) => {
+        const o = JSON.parse(Buffer.from(b).toString());
+        if (o.ref) o.r = c.get(o.ref);
+        if (o.refs) o.r = c.getMany(o.refs);
+        return o;
+      },
+    };
+    const c = cache({ codec });
+    c.set('a', { ref: 'x' });
+    c.set('b', 'B'.repeat(40));
+    c.set('x', 'X'.repeat(200));
+    c.set('m', { refs: ['x', 'b', 'n'] });
+    c.set('n', 2.5);
+    c.set('bytes', Buffer.from('bytes'));
+    expect(c.getMany(['a', 'b'])).toEqual([{ ref: 'x', r: 'X'.repeat(200) }, 'B'.repeat(40)]);
+    expect(c.getMany(['m', 'b', 'n', 'bytes', 'a', 'x'])).toEqual([
+      { refs: ['x', 'b', 'n'], r: ['X'.repeat(200), 'B'.repeat(40), 2.5] }, 'B'.repeat(40), 2.5, Buffer.from('bytes'),
+      { ref: 'x', r: 'X'.repeat(200) }, 'X'.repeat(200),
+    ]);
+    // Past the read pool: the keys packed for the next native call are the
+    // caller's still (decode() packed 60 keys of its own over them).
+    const misses = Array.from({ length: 60 }, (_, i) => `missing-${i}`);
+    c.set('mm', { refs: misses });
+    const keys: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      c.set(`big${i}`, 'v'.repeat(3000) + i);
+      keys.push(i % 3 === 0 ? 'mm' : `big${i}`);
+    }
+    const mm = { refs: misses, r: misses.map(() => undefined) };
+    expect(c.getMany(keys)).toEqual(keys.map((k) => (k === 'mm' ? mm : 'v'.repeat(3000) + k.slice(3))));
+  });
+
+  test('a string is not a list of keys: INVALID_OPTION (getMany, deleteMany, setMany)', () => {
+    const c = cache();
+    c.set('a', 1);
+    c.set('d', 2);
+    expect(code(() => c.getMany('dd' as never))).toBe('ERR_SHMCACHE_INVALID_OPTION');
+    expect(code(() => c.deleteMany('ad' as never))).toBe('ERR_SHMCACHE_INVALID_OPTION');
+    expect(code(() => c.setMany('ab' as never))).toBe('ERR_SHMCACHE_INVALID_OPTION');
+    expect(code(() => c.setMany(new String('ab') as never))).toBe('ERR_SHMCACHE_INVALID_OPTION');
+    expect(c.getMany(['a', 'd'])).toEqual([1, 2]);
+  });
+
   test('expired entries are misses', () => {
     const c = cache();
     c.set('short', 'x', { ttl: 100 });
@@ -114,6 +160,44 @@ describe('setMany', () => {
     expect(code(() => c.setMany([['x1', 1]], { nope: 1 } as never))).toBe('ERR_SHMCACHE_INVALID_OPTION');
     expect(code(() => c.setMany(5 as never))).toBe('ERR_SHMCACHE_INVALID_OPTION');
     expect(c.size).toBe(0);
+  });
+
+  test('a value whose buffer is detached or shrunk while the batch is read stores nothing, never stale memory', () => {
+    const c = cache();
+    const secret = Buffer.from('SECRET-PASSWORD-'.repeat(64));
+    type Resizable = ArrayBuffer & { resize(n: number): void };
+    const resizable = (n: number) => new (ArrayBuffer as unknown as new (n: number, o: object) => Resizable)(n, { maxByteLength: 128 });
+    const cases: ((ab: Resizable) => void)[] = [
+      (ab) => void structuredClone(ab, { transfer: [ab] }),
+      (ab) => ab.resize(0),
+      (ab) => ab.resize(3),
+    ];
+    for (const [i, change] of cases.entries()) {
+      for (const asBuffer of [false, true]) {
+        const ab = resizable(64);
+        const value = asBuffer ? Buffer.from(ab, 0, 64).fill(0x61) : new Uint8Array(ab, 0, 64).fill(0x61);
+        function* entries(): Generator<[string, unknown]> {
+          yield ['v', value];
+          change(ab);
+          void Buffer.from(secret); // heap memory around
+          yield ['w', 'after'];
+        }
+        const err = code(() => c.setMany(entries()));
+        const got = c.get('v') as Buffer | undefined;
+        expect(got === undefined ? 'none' : got.toString('latin1'), `case ${i} ${asBuffer}`).toBe('none');
+        expect(err).toBe('ERR_SHMCACHE_ENCODE');
+        expect(c.has('w')).toBe(false);
+      }
+    }
+    // Grown meanwhile: the bytes it had when checked.
+    const ab = resizable(4);
+    c.setMany((function* (): Generator<[string, unknown]> {
+      yield ['g', new Uint8Array(ab, 0, 4).fill(0x62)];
+      ab.resize(100);
+      yield ['h', 'after'];
+    })());
+    expect(c.get('h')).toBe('after');
+    expect(c.get('g')).toEqual(Buffer.from('bbbb'));
   });
 });
 
