@@ -7,6 +7,9 @@ export type RedisClient = Redis | Cluster;
 
 const noop = (): void => {};
 
+/** The shortest time after which an overdue command no longer holds the breaker open (see run()). */
+const FORGET_MS = 30_000;
+
 /** `ERR_SHMCACHE_REDIS` for `what`, with the client's error as `cause`. */
 export function redisError(what: string, cause: unknown): ShmCacheError {
   const message = cause instanceof Error ? cause.message : String(cause);
@@ -99,17 +102,24 @@ export class RedisLink {
       let done = false;
       let sent = false;
       let overdue = false;
+      let forget: NodeJS.Timeout | undefined;
       const timer = setTimeout(() => {
         done = true;
         if (sent) {
           overdue = true;
           this.#overdue++;
+          // A safety valve, should the client never settle the command: the
+          // breaker lets commands through again after a while (they meet a
+          // server still hung, time out and open it again).
+          forget = setTimeout(answered, Math.max(FORGET_MS, 10 * this.timeout));
+          forget.unref();
         }
         reject(redisError(what, new Error(`no answer within ${this.timeout} ms`)));
       }, this.timeout);
       const answered = (): void => {
         if (!overdue) return;
         overdue = false;
+        clearTimeout(forget);
         if (--this.#overdue === 0) for (const fn of this.#afterRecovery.splice(0)) fn();
       };
       const go = (): void => {
@@ -122,7 +132,15 @@ export class RedisLink {
           return;
         }
         sent = true;
-        send().then(
+        let p: Promise<T>;
+        try {
+          p = send();
+        } catch (err) {
+          // Thrown before anything was written: nothing will answer it.
+          sent = false;
+          p = Promise.reject(err);
+        }
+        p.then(
           (value) => {
             if (done) {
               if (late) this.afterRecovery(late);
