@@ -1,6 +1,16 @@
-// The shard mutex protocol over glibc's robust process-shared mutex. The
-// common case is one trylock; everything else is the slow path below. See
+// The shard lock: a futex lock word of our own, kept where the shard's
+// pthread_mutex_t's lock word was (the rest of that record is unused). The
+// common case is one CAS to take it and one exchange to release it. See
 // "Damage and lock recovery" in docs/design.md for why each step is safe.
+//
+// glibc's robust mutex is not used: its lock and unlock follow the
+// robust-list pointers stored inside the mutex, that is inside the file,
+// which any process of the owner's uid may rewrite while we hold it (a write
+// to an address of its choosing in our process). Without the robust list
+// the kernel cannot mark a dead holder's lock; a waiter finds it instead:
+// after each short wait it asks whether the TID in the word is a thread of
+// a process that maps this file (OwnerGone), and takes a dead one's lock
+// over, reporting kOwnerDied so that the caller drops the shard.
 #include "lock.h"
 
 #include <fcntl.h>
@@ -47,18 +57,6 @@ std::atomic_ref<uint32_t> Word(pthread_mutex_t* m) {
   return std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(&m->__data.__lock));
 }
 
-int FreshKind() {
-  static const int kind = [] {
-    pthread_mutex_t m;
-    std::memset(&m, 0, sizeof m);
-    InitRobustMutex(&m);
-    int k = m.__data.__kind;
-    pthread_mutex_destroy(&m);
-    return k;
-  }();
-  return kind;
-}
-
 uint32_t SelfTid() { return static_cast<uint32_t>(syscall(SYS_gettid)); }
 
 long Futex(pthread_mutex_t* m, int op, uint32_t val, const struct timespec* rel) {
@@ -72,140 +70,33 @@ int64_t MonoMs() {
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
-struct timespec MonoIn(int64_t ms) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  ts.tv_sec += ms / 1000;
-  ts.tv_nsec += (ms % 1000) * 1000000;
-  if (ts.tv_nsec >= 1000000000) {
-    ts.tv_sec += 1;
-    ts.tv_nsec -= 1000000000;
-  }
-  return ts;
-}
-
-// Records the robust-list links glibc just wrote into `m` (it was pushed on
-// the thread's list head, so the mutex locked before it now points back at
-// it).
-void Push(pthread_mutex_t* m, HeldLocks* h) {
-  if (h == nullptr || h->count >= 4) return;
-  auto& list = m->__data.__list;
-  if (h->count > 0) h->held[h->count - 1].prev = &list.__next;
-  h->held[h->count++] = {m, Atomic(list.__prev).load(std::memory_order_relaxed),
-                         Atomic(list.__next).load(std::memory_order_relaxed)};
-}
-
-// Puts back the links of `m` before glibc unlinks it, and what that
-// unlinking does to its neighbours' records.
-void Pop(pthread_mutex_t* m, HeldLocks* h) {
-  if (h == nullptr) return;
-  for (int i = h->count - 1; i >= 0; --i) {
-    if (h->held[i].mutex != m) continue;
-    auto& list = m->__data.__list;
-    Atomic(list.__prev)
-        .store(static_cast<__pthread_list_t*>(h->held[i].prev), std::memory_order_relaxed);
-    Atomic(list.__next)
-        .store(static_cast<__pthread_list_t*>(h->held[i].next), std::memory_order_relaxed);
-    if (i > 0) h->held[i - 1].prev = h->held[i].prev;
-    if (i + 1 < h->count) h->held[i + 1].next = h->held[i].next;
-    for (int j = i; j + 1 < h->count; ++j) h->held[j] = h->held[j + 1];
-    --h->count;
-    return;
-  }
-}
-
-// Takes the lock word itself, outside glibc (the mutex's other fields are
-// damaged and must not be used): from free, from a dead owner, or after
-// waiting for a live one. Held this way the mutex is in no robust list: if
-// this process dies now, the next locker finds a dead TID and recovers it.
+// Takes the lock word: from free, from a dead owner (kOwnerDied: the shard
+// may be half-changed), or after waiting in slices for a live one, up to
+// `deadline` (kTimeout). A word with FUTEX_OWNER_DIED (left by an older
+// recovery, or written into the file) counts as a dead owner's. Held this
+// way the lock is in no list of any kind: if this process dies now, the next
+// locker finds a TID that is gone and recovers it.
 LockResult HoldWord(pthread_mutex_t* m, LockPolicy* p, int64_t deadline, uint32_t tid) {
   auto w = Word(m);
   for (;;) {
     uint32_t v = w.load(std::memory_order_acquire);
-    if (v == 0 || (v & kOwnerDied) != 0 || OwnerGone(v & kTidMask, p)) {
+    bool dead = v != 0 && ((v & kOwnerDied) != 0 || OwnerGone(v & kTidMask, p));
+    if (v == 0 || dead) {
+      // Taken with the waiters bit: others may sleep on the word.
       if (w.compare_exchange_strong(v, tid | kWaiters, std::memory_order_acquire))
-        return LockResult::kLocked;
+        return dead ? LockResult::kOwnerDied : LockResult::kLocked;
       continue;
     }
     if (MonoMs() >= deadline) return LockResult::kTimeout;
     if ((v & kWaiters) == 0 &&
         !w.compare_exchange_strong(v, v | kWaiters, std::memory_order_relaxed))
       continue;
+    int64_t left = deadline - MonoMs();
+    int64_t ms = left <= 0 ? 1 : left < p->slice_ms ? left : p->slice_ms;
     struct timespec rel {
-      0, p->slice_ms * 1000000L
+      static_cast<time_t>(ms / 1000), static_cast<long>(ms % 1000) * 1000000L
     };
     Futex(m, FUTEX_WAIT, v | kWaiters, &rel);
-  }
-}
-
-// Rewrites every field of the mutex but its lock word as a fresh robust
-// process-shared mutex has them. Only while HoldWord() holds it: then no
-// thread is inside, and a thread that waits sleeps on the lock word, whose
-// protocol this leaves intact (no pthread_mutex_init: glibc bug 14485).
-LockResult Repair(pthread_mutex_t* m, LockPolicy* p, int64_t deadline) {
-  uint32_t tid = SelfTid();
-  LockResult r = HoldWord(m, p, deadline, tid);
-  if (r != LockResult::kLocked) return r;
-  auto& d = m->__data;
-  Atomic(d.__kind).store(FreshKind(), std::memory_order_relaxed);
-  Atomic(d.__owner).store(0, std::memory_order_relaxed);
-  Atomic(d.__count).store(0u, std::memory_order_relaxed);
-  Atomic(d.__nusers).store(0u, std::memory_order_relaxed);
-  Atomic(d.__list.__prev).store(nullptr, std::memory_order_relaxed);
-  Atomic(d.__list.__next).store(nullptr, std::memory_order_release);
-  Word(m).exchange(0, std::memory_order_release);
-  Futex(m, FUTEX_WAKE, INT_MAX, nullptr);
-  return LockResult::kLocked;
-}
-
-// What the kernel does for a robust owner that died: the word keeps only
-// its waiters bit and gains OWNER_DIED, and one waiter is woken; the next
-// locker (glibc's ordinary path) then gets EOWNERDEAD. A CAS from the value
-// seen: if the owner let go or someone else recovered it meanwhile, nothing.
-bool RecoverIfGone(pthread_mutex_t* m, LockPolicy* p) {
-  auto w = Word(m);
-  uint32_t v = w.load(std::memory_order_acquire);
-  if (v == 0 || (v & kOwnerDied) != 0 || !OwnerGone(v & kTidMask, p)) return false;
-  if (!w.compare_exchange_strong(v, (v & kWaiters) | kOwnerDied, std::memory_order_acq_rel))
-    return false;
-  Futex(m, FUTEX_WAKE, 1, nullptr);
-  return true;
-}
-
-LockResult LockSlow(pthread_mutex_t* m, LockPolicy* p, HeldLocks* held) {
-  int64_t deadline = MonoMs() + p->wait_ms;
-  bool repaired = false;
-  int repairs = 0, recoveries = 0;
-  bool needs_repair = false;
-  for (;;) {
-    if (needs_repair || !MutexKindIntact(m)) {
-      if (++repairs > 8) return LockResult::kUnrecoverable;
-      LockResult r = Repair(m, p, deadline);
-      if (r != LockResult::kLocked) return r;
-      repaired = true;
-      needs_repair = false;
-      continue;
-    }
-    int64_t left = deadline - MonoMs();
-    struct timespec until = MonoIn(left <= 0 ? 0 : left < p->slice_ms ? left : p->slice_ms);
-    int rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &until);
-    if (rc == 0 || rc == EOWNERDEAD) {
-      Push(m, held);
-      return rc == 0 && !repaired ? LockResult::kLocked : LockResult::kOwnerDied;
-    }
-    if (rc == ETIMEDOUT) {
-      // The holder may be gone without the kernel knowing (its TID is no
-      // thread that maps this file): recover it, then take it at once.
-      if (recoveries < 16 && RecoverIfGone(m, p)) {
-        ++recoveries;
-        continue;
-      }
-      if (MonoMs() >= deadline) return LockResult::kTimeout;
-      continue;
-    }
-    // EINVAL (the kind was damaged after it was checked), ENOTRECOVERABLE
-    // (the owner field says so), EAGAIN, EDEADLK: glibc could not use it.
-    needs_repair = true;
   }
 }
 
@@ -230,55 +121,37 @@ bool MutexHeld(const pthread_mutex_t* mutex) {
   return Atomic(const_cast<int&>(mutex->__data.__lock)).load(std::memory_order_relaxed) != 0;
 }
 
-bool MutexKindIntact(const pthread_mutex_t* mutex) {
-  return Atomic(const_cast<int&>(mutex->__data.__kind)).load(std::memory_order_relaxed) ==
-         FreshKind();
+bool MutexKindIntact(const pthread_mutex_t*) { return true; }  // the kind is not used
+
+LockResult Lock(pthread_mutex_t* mutex, LockPolicy* policy, HeldLocks*) {
+  uint32_t tid = SelfTid();
+  uint32_t free = 0;
+  if (__builtin_expect(Word(mutex).compare_exchange_strong(free, tid, std::memory_order_acquire),
+                       1))
+    return LockResult::kLocked;
+  return HoldWord(mutex, policy, MonoMs() + policy->wait_ms, tid);
 }
 
-LockResult Lock(pthread_mutex_t* mutex, LockPolicy* policy, HeldLocks* held) {
-  if (__builtin_expect(MutexKindIntact(mutex), 1)) {
-    int rc = pthread_mutex_trylock(mutex);
-    if (rc == 0) {
-      Push(mutex, held);
-      return LockResult::kLocked;
-    }
-    if (rc == EOWNERDEAD) {
-      Push(mutex, held);
-      return LockResult::kOwnerDied;
-    }
-  }
-  return LockSlow(mutex, policy, held);
+LockResult TryLock(pthread_mutex_t* mutex, HeldLocks*) {
+  auto w = Word(mutex);
+  uint32_t v = 0;
+  if (w.compare_exchange_strong(v, SelfTid(), std::memory_order_acquire))
+    return LockResult::kLocked;
+  // A dead owner's mark (an older recovery): taken as Lock() would.
+  if ((v & kOwnerDied) != 0 &&
+      w.compare_exchange_strong(v, SelfTid() | kWaiters, std::memory_order_acquire))
+    return LockResult::kOwnerDied;
+  return LockResult::kBusy;  // held, or a dead owner not yet known: Lock() sorts it out
 }
 
-LockResult TryLock(pthread_mutex_t* mutex, HeldLocks* held) {
-  if (!MutexKindIntact(mutex)) return LockResult::kBusy;
-  int rc = pthread_mutex_trylock(mutex);
-  if (rc == 0 || rc == EOWNERDEAD) {
-    Push(mutex, held);
-    return rc == 0 ? LockResult::kLocked : LockResult::kOwnerDied;
-  }
-  return LockResult::kBusy;  // held, or damaged: Lock() sorts it out
-}
+void MarkConsistent(pthread_mutex_t*) {}  // nothing to mark: the caller dropped the shard
 
-void MarkConsistent(pthread_mutex_t* mutex) { pthread_mutex_consistent(mutex); }
-
-void Unlock(pthread_mutex_t* mutex, HeldLocks* held) {
-  // We hold it, so nobody else is inside: put back what glibc's unlock
-  // reads (its kind, owner, links) should the file have been rewritten.
-  auto& d = mutex->__data;
-  if (__builtin_expect(!MutexKindIntact(mutex), 0))
-    Atomic(d.__kind).store(FreshKind(), std::memory_order_relaxed);
-  int owner = Atomic(d.__owner).load(std::memory_order_relaxed);
-  if (__builtin_expect(owner == kInconsistent || owner == kNotRecoverable, 0))
-    Atomic(d.__owner).store(0, std::memory_order_relaxed);
-  Pop(mutex, held);
-  for (int attempt = 0; attempt < 4; ++attempt) {
-    if (pthread_mutex_unlock(mutex) == 0) return;
-    // EPERM: the lock word no longer names us (rewritten while we held
-    // it). It is ours: say so again, so that glibc unlinks it from this
-    // thread's robust list and lets it go (and wakes whoever waits).
-    Word(mutex).store(SelfTid() | kWaiters, std::memory_order_relaxed);
-  }
+void Unlock(pthread_mutex_t* mutex, HeldLocks*) {
+  // Whatever the word says now (the file may have been rewritten while we
+  // held it), we are the holder: free it, and wake a sleeper if one may be
+  // there. A stray wake-up costs a sleeper one more look, nothing else.
+  uint32_t was = Word(mutex).exchange(0, std::memory_order_release);
+  if ((was & ~kTidMask) != 0 || (was & kTidMask) != SelfTid()) Futex(mutex, FUTEX_WAKE, 1, nullptr);
 }
 
 bool OwnerGone(uint32_t tid, LockPolicy* p) {

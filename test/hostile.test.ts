@@ -171,6 +171,7 @@ describe("the issue's reproducers", () => {
     'kind-robust-lost-sigkill',
     'kind-einval',
     'has-zeroed-expires',
+    'lock-list-rewritten',
   ];
   for (const name of names) {
     test(name, async () => {
