@@ -226,19 +226,22 @@ describe('commands', () => {
     expect((await runCli(['clear', path])).stdout).toContain('cleared');
   });
 
-  test('verify: 0 when ok; 1 with the problems after damage', async () => {
+  test('verify: 0 when ok; 1 with the problems after damage; --repair drops what they touched', async () => {
     const path = tmp.file('damaged');
     await seed(path, { bulk: 500 });
     const ok = await runCliJson(['verify', path, '--json']);
     expect(ok.code).toBe(0);
-    expect(ok.json).toEqual({ path, ok: true, problems: [] });
+    expect(ok.json).toEqual({ path, ok: true, problems: [], repaired: false });
     expect((await runCli(['verify', path])).stdout).toContain('ok');
     const fuzz = await runFixture('fuzzer.mjs', [path, '200', '11']);
     expect(fuzz.code).toBe(0);
     const bad = await runCli(['verify', path]);
     expect(bad.code, bad.stdout + bad.stderr).toBe(1);
     expect(bad.stdout).toMatch(/\d+ problems? in/);
-    // What verify found is dropped: the segment is consistent again.
+    expect(bad.stdout).toContain('nothing was changed');
+    const repaired = await runCliJson(['verify', path, '--repair', '--json']);
+    expect(repaired.json).toMatchObject({ ok: false, repaired: true });
+    // What verify --repair found is dropped: the segment is consistent again.
     const after = await runCliJson(['verify', path, '--json']);
     expect(after.code).toBe(0);
     expect(after.json.ok).toBe(true);

@@ -76,17 +76,35 @@ function restore(euid: number, egid: number): void {
   }
 }
 
-/** The time a command waits for a segment's file lock unless SHMCACHE_LOCK_TIMEOUT_MS says otherwise. */
+/**
+ * The time a read-write attach (delete, clear, verify --repair, the
+ * server's POST routes) waits for a segment's file lock unless
+ * SHMCACHE_LOCK_TIMEOUT_MS says otherwise. Read-only attaches take no lock.
+ */
 export function defaultLockWait(ms: number): void {
   if (process.env.SHMCACHE_LOCK_TIMEOUT_MS === undefined) process.env.SHMCACHE_LOCK_TIMEOUT_MS = String(ms);
 }
 
-/** An open Cache on `path`: attach only, never reset, as the file's owner. */
-export function attach(path: string): Cache {
+export interface AttachOptions {
+  /**
+   * Default true: `{ readOnly: true }` (O_RDONLY, PROT_READ, no lock, no
+   * slot, nothing written or repaired). false only for the mutations.
+   */
+  readOnly?: boolean;
+  /** A codec of the handle (default the core's v8). */
+  codec?: import('../index').CacheOptions['codec'];
+}
+
+/** An open Cache on `path`: attach only, never reset, as the file's owner; read-only unless told otherwise. */
+export function attach(path: string, options: AttachOptions = {}): Cache {
   const file = resolve(path);
   // Loaded here, not at start: `--help` works even when the addon does not load.
   const { Cache: CacheClass } = require('../index') as typeof import('../index');
-  const cache = new CacheClass({ path: file, create: false, stamp: false });
+  const readOnly = options.readOnly ?? true;
+  const codec = options.codec === undefined ? {} : { codec: options.codec };
+  const cache = readOnly
+    ? new CacheClass({ path: file, readOnly: true, stamp: false, ...codec })
+    : new CacheClass({ path: file, create: false, stamp: false, ...codec });
   asOwnerOf(file, () => cache.open());
   return cache;
 }

@@ -1,44 +1,77 @@
-import { attach } from './attach';
-import { json, painter, visible, wantsColour, bytes, ttl } from './format';
-import { entryInfo, hexDump, peekValue } from './inspect';
-import { inspect } from 'node:util';
+import { deserialize } from 'node:v8';
+import { attach, type AttachOptions } from './attach';
+import { bytes, json, painter, ttl, visible, wantsColour } from './format';
+import { boundedInspect, boundedJson, damageNote, entryInfo, hexDump, peekValue } from './inspect';
+
+/** A codec that hands over the stored bytes of an object value undecoded (the commands decode them themselves, or not at all). */
+export const RAW_CODEC: NonNullable<AttachOptions['codec']> = {
+  encode: () => {
+    throw Object.assign(new Error('the raw codec only reads'), { code: 'ERR_SHMCACHE_ENCODE' });
+  },
+  decode: (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+};
 
 /**
  * Prints `key`'s value. To a terminal: made safe to look at (escapes
- * written out, bytes as a hex dump). To a pipe: as stored (a string's
- * UTF-8, a Buffer's bytes), so that `shmcache get ... > file` copies it.
- * A missing key exits 1.
+ * written out, bytes as a hex dump, an object through the budgeted walker).
+ * To a pipe: as stored (a string's UTF-8, a Buffer's bytes, an object's
+ * encoded bytes as the codec wrote them), so that `shmcache get ... > file`
+ * copies it; nothing is decoded. `--json`: a bounded form of the value
+ * (`truncated: true` when it was cut). A missing key exits 1.
  */
 export function getCommand(path: string, key: string, opts: { json?: boolean }): number {
-  const cache = attach(path);
+  const cache = attach(path, { codec: RAW_CODEC });
   try {
     const info = entryInfo(cache, key);
-    const value = info === undefined ? undefined : peekValue(cache, key);
-    if (info === undefined || value === undefined) {
+    const stored = info === undefined ? undefined : peekValue(cache, key);
+    const note = damageNote(cache, 100_000);
+    if (note) process.stderr.write(`shmcache get: warning: ${note}\n`);
+    if (info === undefined || stored === undefined) {
       if (opts.json) process.stdout.write('null\n');
       process.stderr.write(`shmcache get: no live entry ${JSON.stringify(visible(key))} in ${visible(cache.path)}\n`);
       return 1;
     }
-    if (opts.json) {
-      const v = value instanceof Uint8Array ? Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64') : value;
-      process.stdout.write(json({ key, ...info, ...(value instanceof Uint8Array ? { encoding: 'base64' } : {}), value: v }) + '\n');
+    const tty = process.stdout.isTTY === true;
+    if (!tty && !opts.json) {
+      if (stored instanceof Uint8Array) process.stdout.write(stored);
+      else if (typeof stored === 'string') process.stdout.write(stored);
+      else process.stdout.write(String(stored) + '\n');
       return 0;
     }
-    const tty = process.stdout.isTTY === true;
-    if (!tty) {
-      if (value instanceof Uint8Array) process.stdout.write(value);
-      else if (typeof value === 'string') process.stdout.write(value);
-      else if (typeof value === 'number') process.stdout.write(String(value) + '\n');
-      else process.stdout.write(inspect(value, { depth: null, maxArrayLength: null, maxStringLength: null }) + '\n');
+    let value: unknown = stored;
+    let undecodable: string | undefined;
+    if (info.type === 'object' && stored instanceof Uint8Array) {
+      try {
+        value = deserialize(stored);
+      } catch (err) {
+        undecodable = `(cannot decode with the v8 codec: ${(err as Error)?.message ?? String(err)})`;
+      }
+    }
+    if (opts.json) {
+      if (undecodable !== undefined || value instanceof Uint8Array) {
+        const b = stored as Uint8Array;
+        process.stdout.write(json({ key, ...info, encoding: 'base64', value: Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64') }) + '\n');
+        return 0;
+      }
+      if (typeof value === 'string' || typeof value === 'number') {
+        process.stdout.write(json({ key, ...info, value }) + '\n');
+        return 0;
+      }
+      const bounded = boundedJson(value);
+      process.stdout.write(json({ key, ...info, ...(bounded.truncated ? { truncated: true } : {}), value: bounded.value }) + '\n');
       return 0;
     }
     const paint = painter(wantsColour(process.stdout));
     process.stdout.write(paint(`${info.type}, ${bytes(info.bytes)}, ttl ${ttl(info.ttl)}`, 'dim') + '\n');
-    if (value instanceof Uint8Array) process.stdout.write(hexDump(Buffer.from(value.buffer, value.byteOffset, value.byteLength)) + '\n');
+    if (undecodable !== undefined) process.stdout.write(undecodable + '\n');
+    else if (value instanceof Uint8Array) process.stdout.write(hexDump(Buffer.from(value.buffer, value.byteOffset, value.byteLength)) + '\n');
     else if (typeof value === 'string') process.stdout.write(visible(value, true) + '\n');
     else if (typeof value === 'number') process.stdout.write(String(value) + '\n');
-    // util.inspect writes control characters in strings and keys as escapes.
-    else process.stdout.write(inspect(value, { depth: 6, colors: wantsColour(process.stdout) }) + '\n');
+    else {
+      const p = boundedInspect(value);
+      process.stdout.write(p.preview + '\n');
+      if (p.truncated) process.stdout.write(paint('(cut short: --json or a pipe gives more)', 'dim') + '\n');
+    }
     return 0;
   } finally {
     cache.close();

@@ -5,9 +5,9 @@
  * taken from the value and the TTL unknown (null).
  */
 import { Buffer } from 'node:buffer';
-import { inspect as utilInspect } from 'node:util';
 import { serialize } from 'node:v8';
 import type { Cache } from '../index';
+import { visible } from './format';
 
 export type EntryType = 'string' | 'bytes' | 'number' | 'object';
 
@@ -100,7 +100,7 @@ export function entryView(cache: Cache, key: string): EntryView | undefined {
   return { key, ...info, ...preview(value) };
 }
 
-/** A value for people: strings cut, bytes as a hex dump, objects through util.inspect. */
+/** A value for people: strings cut, bytes as a hex dump, objects through the budgeted walker. */
 export function preview(value: unknown): { preview: string; truncated: boolean } {
   if (typeof value === 'string') return cut(value, PREVIEW_CHARS);
   if (typeof value === 'number') return { preview: String(value), truncated: false };
@@ -108,7 +108,225 @@ export function preview(value: unknown): { preview: string; truncated: boolean }
     const b = Buffer.from(value.buffer, value.byteOffset, Math.min(value.byteLength, PREVIEW_BYTES));
     return { preview: hexDump(b), truncated: value.byteLength > PREVIEW_BYTES };
   }
-  return cut(utilInspect(value, { depth: 4, maxArrayLength: 50, maxStringLength: 500, breakLength: 80, sorted: true }), PREVIEW_CHARS * 2);
+  return boundedInspect(value);
+}
+
+/** What the preview walker may spend: nodes visited, and characters written. */
+export interface Budget {
+  nodes: number;
+  bytes: number;
+}
+
+/** The page's, the entry route's and `get`'s on a terminal. */
+export const PREVIEW_BUDGET: Readonly<Budget> = { nodes: 2000, bytes: 4096 };
+/** `get --json`'s: more, still bounded. */
+export const JSON_BUDGET: Readonly<Budget> = { nodes: 20_000, bytes: 256 * 1024 };
+
+const MAX_ITEMS = 100;
+const MAX_STRING = 500;
+const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+
+/** A string in single quotes, control and bidi characters written as escapes. */
+function quote(s: string): string {
+  const more = s.length > MAX_STRING ? `... ${s.length - MAX_STRING} more characters` : '';
+  return `'${visible(s.slice(0, MAX_STRING).replace(/\\/g, '\\\\').replace(/'/g, "\\'"))}'${more}`;
+}
+
+class Walk {
+  nodes: number;
+  bytes: number;
+  truncated = false;
+  constructor(budget: Budget) {
+    this.nodes = budget.nodes;
+    this.bytes = budget.bytes;
+  }
+  /** Takes one node and `n` characters; false (and truncated) when the budget is spent. */
+  take(n: number): boolean {
+    if (this.nodes <= 0 || this.bytes < n) {
+      this.truncated = true;
+      return false;
+    }
+    this.nodes--;
+    this.bytes -= n;
+    return true;
+  }
+}
+
+/**
+ * A value as text in the manner of util.inspect, within a budget of nodes
+ * and characters whatever the value's shape: a cycle is [Circular], a
+ * shared object is walked again at each reference but every visit is paid
+ * for, so a DAG that would expand to billions of nodes stops at the budget.
+ * Strings and keys have control and bidi characters written as escapes.
+ */
+export function boundedInspect(value: unknown, budget: Budget = PREVIEW_BUDGET): { preview: string; truncated: boolean } {
+  const w = new Walk(budget);
+  const stack = new Set<object>();
+  const text = inspectNode(value, w, stack, '');
+  return { preview: w.truncated ? text + ' …(truncated)' : text, truncated: w.truncated };
+}
+
+function keyText(k: string): string {
+  return IDENTIFIER.test(k) ? k : quote(k);
+}
+
+function leaf(value: unknown): string | undefined {
+  switch (typeof value) {
+    case 'string':
+      return quote(value);
+    case 'number':
+      return Object.is(value, -0) ? '-0' : String(value);
+    case 'bigint':
+      return `${value}n`;
+    case 'boolean':
+      return String(value);
+    case 'undefined':
+      return 'undefined';
+    case 'symbol':
+      return visible(String(value));
+    case 'function':
+      return `[Function ${visible(value.name || '(anonymous)')}]`;
+  }
+  if (value === null) return 'null';
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? 'Invalid Date' : value.toISOString();
+  if (value instanceof RegExp) return visible(String(value));
+  if (value instanceof Error) return `[${visible(value.name)}: ${visible(value.message.slice(0, MAX_STRING))}]`;
+  if (ArrayBuffer.isView(value)) {
+    const b = Buffer.from(value.buffer, value.byteOffset, Math.min(value.byteLength, 50));
+    const name = value instanceof Buffer ? 'Buffer' : value.constructor?.name ?? 'TypedArray';
+    return `<${visible(String(name))} ${[...b].map((x) => x.toString(16).padStart(2, '0')).join(' ')}${value.byteLength > 50 ? ` ... ${value.byteLength - 50} more bytes` : ''}>`;
+  }
+  if (value instanceof ArrayBuffer) return `ArrayBuffer { byteLength: ${value.byteLength} }`;
+  return undefined;
+}
+
+function inspectNode(value: unknown, w: Walk, stack: Set<object>, indent: string): string {
+  const l = leaf(value);
+  if (l !== undefined) return w.take(l.length) ? l : '…';
+  const obj = value as object;
+  if (stack.has(obj)) return w.take(10) ? '[Circular]' : '…';
+  if (!w.take(2)) return '…';
+  stack.add(obj);
+  try {
+    const inner = indent + '  ';
+    const parts: string[] = [];
+    let open = '{';
+    let close = '}';
+    let total = 0;
+    const add = (k: string | undefined, v: unknown, sep = ': '): boolean => {
+      if (parts.length >= MAX_ITEMS || w.nodes <= 0 || w.bytes <= 0) {
+        w.truncated = true;
+        return false;
+      }
+      const kt = k === undefined ? '' : k + sep;
+      if (!w.take(kt.length + inner.length + 2)) return false; // the key, the indentation and ",\n"
+      parts.push(kt + inspectNode(v, w, stack, inner));
+      return true;
+    };
+    if (Array.isArray(value)) {
+      open = '[';
+      close = ']';
+      total = value.length;
+      for (let i = 0; i < value.length; i++) if (!add(undefined, value[i])) break;
+    } else if (value instanceof Map) {
+      open = `Map(${value.size}) {`;
+      total = value.size;
+      for (const [k, v] of value) if (!add(inspectNode(k, w, stack, inner), v, ' => ')) break;
+    } else if (value instanceof Set) {
+      open = `Set(${value.size}) {`;
+      total = value.size;
+      for (const v of value) if (!add(undefined, v)) break;
+    } else {
+      const keys = Object.keys(obj);
+      total = keys.length;
+      const name = Object.getPrototypeOf(obj) === null ? '[Object: null prototype] ' : '';
+      open = name + '{';
+      for (const k of keys) {
+        let v: unknown;
+        try {
+          v = (obj as Record<string, unknown>)[k];
+        } catch {
+          v = '[getter threw]';
+        }
+        if (!add(keyText(k), v)) break;
+      }
+    }
+    if (parts.length < total) parts.push(`... ${total - parts.length} more ${parts.length === 0 && total === 1 ? 'item' : 'items'}`);
+    if (parts.length === 0) return open + close;
+    const flat = `${open} ${parts.join(', ')} ${close}`;
+    if (flat.length <= 72 && !flat.includes('\n')) return flat;
+    return `${open}\n${parts.map((p) => inner + p).join(',\n')}\n${indent}${close}`;
+  } finally {
+    stack.delete(obj);
+  }
+}
+
+/**
+ * A value as something JSON.stringify can write, within a budget: bigint
+ * as a string, Map as an object, Set as an array, bytes as { base64 }, a
+ * cycle as "[Circular]"; truncated when the budget ran out (containers
+ * cut short end with a "…" item or key).
+ */
+export function boundedJson(value: unknown, budget: Budget = JSON_BUDGET): { value: unknown; truncated: boolean } {
+  const w = new Walk(budget);
+  const stack = new Set<object>();
+  const out = jsonNode(value, w, stack);
+  return { value: out, truncated: w.truncated };
+}
+
+function jsonNode(value: unknown, w: Walk, stack: Set<object>): unknown {
+  switch (typeof value) {
+    case 'string':
+      return w.take(value.length + 2) ? value : '…';
+    case 'number':
+    case 'boolean':
+      return w.take(8) ? value : null;
+    case 'bigint':
+      return w.take(20) ? value.toString() : null;
+    case 'undefined':
+    case 'function':
+    case 'symbol':
+      return w.take(4) ? null : null;
+  }
+  if (value === null) return w.take(4) ? null : null;
+  if (value instanceof Date) return w.take(26) ? (Number.isNaN(value.getTime()) ? null : value.toISOString()) : null;
+  if (ArrayBuffer.isView(value)) {
+    const n = Math.ceil(value.byteLength / 3) * 4 + 16;
+    if (!w.take(n)) return '…';
+    return { base64: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64') };
+  }
+  const obj = value as object;
+  if (stack.has(obj)) return w.take(12) ? '[Circular]' : '…';
+  if (!w.take(2)) return '…';
+  stack.add(obj);
+  try {
+    if (Array.isArray(value) || value instanceof Set) {
+      const out: unknown[] = [];
+      for (const v of value as Iterable<unknown>) {
+        if (w.nodes <= 0 || w.bytes <= 0) {
+          w.truncated = true;
+          out.push('…');
+          break;
+        }
+        out.push(jsonNode(v, w, stack));
+      }
+      return out;
+    }
+    const entries: Iterable<[unknown, unknown]> = value instanceof Map ? value : Object.entries(obj);
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of entries) {
+      const key = typeof k === 'string' ? k : String(k);
+      if (w.nodes <= 0 || !w.take(key.length + 3)) {
+        w.truncated = true;
+        out['…'] = '…';
+        break;
+      }
+      Object.defineProperty(out, key, { value: jsonNode(v, w, stack), enumerable: true, writable: true, configurable: true });
+    }
+    return out;
+  } finally {
+    stack.delete(obj);
+  }
 }
 
 function cut(s: string, n: number): { preview: string; truncated: boolean } {
@@ -150,3 +368,21 @@ export function topPrefixes(keys: Iterable<string>, n: number): { prefix: string
     .sort((a, b) => b.count - a.count || (a.prefix < b.prefix ? -1 : 1))
     .slice(0, n);
 }
+
+/**
+ * What the segment says of damage, for a warning: the problems verify()
+ * finds (a read-only handle only reports them) when the segment holds at
+ * most `verifyUpTo` entries, and the repairs counter.
+ */
+export function damageNote(cache: Cache, verifyUpTo: number): string | undefined {
+  const s = cache.stats();
+  const repaired = s.repairs > 0 ? `; it has repaired damage ${s.repairs} ${s.repairs === 1 ? 'time' : 'times'} before` : '';
+  if (s.entries <= verifyUpTo) {
+    const r = cache.verify();
+    if (!r.ok) {
+      return `${visible(s.path)} is damaged: ${r.problems.length} ${r.problems.length === 1 ? 'problem' : 'problems'} (shmcache verify lists them; nothing was repaired)${repaired}`;
+    }
+  }
+  return repaired === '' ? undefined : `${visible(s.path)}${repaired.replace(/^; it/, '')} (shmcache verify checks it now)`;
+}
+

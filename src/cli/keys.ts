@@ -1,6 +1,6 @@
 import { attach } from './attach';
 import { bytes, count, json, painter, table, ttl, visible, wantsColour } from './format';
-import { entryInfo, sortedKeys, type EntryInfo } from './inspect';
+import { damageNote, entryInfo, sortedKeys, type EntryInfo } from './inspect';
 import { LARGE_BYTES, LARGE_ENTRIES, Progress } from './progress';
 
 export interface KeysOptions {
@@ -25,6 +25,8 @@ export function keysCommand(path: string, prefix: string | undefined, opts: Keys
       if (info !== undefined) rows.push({ key, ...info }); // gone meanwhile: skipped
     }
     progress.done();
+    const note = damageNote(cache, 1_000_000);
+    if (note) process.stderr.write(`shmcache keys: warning: ${note}; damaged entries are not listed\n`);
     if (opts.json) {
       process.stdout.write(json({ path: s.path, prefix: prefix ?? '', total: all.length, keys: rows }) + '\n');
       return 0;

@@ -5,7 +5,6 @@
  * path), 2 bad usage.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { defaultLockWait } from './attach';
 import { visible } from './format';
 import { getCommand } from './get';
 import { keysCommand } from './keys';
@@ -83,10 +82,11 @@ function program(): { cli: Command; result: { code: number; path?: string } } {
     .action((path: string, o: { json?: boolean }) => run(path, () => clearCommand(path, o))());
   cli
     .command('verify')
-    .description('walk and check every structure of the segment (damage found is dropped); exit 1 when not ok')
+    .description('walk and check every structure of the segment, read-only (nothing is changed); exit 1 when not ok')
     .argument('<path>', 'the segment file')
+    .option('--repair', 'attach read-write and drop what the problems touch (a damaged shard loses its entries)')
     .addOption(json)
-    .action((path: string, o: { json?: boolean }) => run(path, () => verifyCommand(path, o))());
+    .action((path: string, o: { json?: boolean; repair?: boolean }) => run(path, () => verifyCommand(path, o))());
   cli
     .command('watch')
     .description('live rates in the terminal: hits/s, misses/s, sets/s, evictions/s, expired/s, hit ratio, fill, top prefixes (q quits)')
@@ -109,7 +109,8 @@ function program(): { cli: Command; result: { code: number; path?: string } } {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  defaultLockWait(5000);
+  // No lock wait set here: the reads take no lock, and each read-write
+  // command (delete, clear, verify --repair: 5 s; serve: 250 ms) sets its own.
   const { cli, result } = program();
   try {
     await cli.parseAsync(argv, { from: 'user' });

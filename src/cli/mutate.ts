@@ -1,9 +1,13 @@
-import { attach } from './attach';
+import { attach, defaultLockWait } from './attach';
 import { json, visible } from './format';
+
+/** The mutations attach read-write, and wait at most this long for the segment's file lock (SHMCACHE_LOCK_TIMEOUT_MS overrides). */
+export const MUTATION_LOCK_WAIT_MS = 5000;
 
 /** Deletes `key`; exit 0 whether or not it was there (the output says which). */
 export function deleteCommand(path: string, key: string, opts: { json?: boolean }): number {
-  const cache = attach(path);
+  defaultLockWait(MUTATION_LOCK_WAIT_MS);
+  const cache = attach(path, { readOnly: false });
   try {
     const deleted = cache.delete(key);
     if (opts.json) process.stdout.write(json({ key, deleted }) + '\n');
@@ -16,7 +20,8 @@ export function deleteCommand(path: string, key: string, opts: { json?: boolean 
 
 /** Drops every entry of the segment. */
 export function clearCommand(path: string, opts: { json?: boolean }): number {
-  const cache = attach(path);
+  defaultLockWait(MUTATION_LOCK_WAIT_MS);
+  const cache = attach(path, { readOnly: false });
   try {
     const before = cache.stats().entries;
     cache.clear();

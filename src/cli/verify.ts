@@ -1,13 +1,16 @@
-import { attach } from './attach';
+import { attach, defaultLockWait } from './attach';
 import { bytes, count, json, painter, visible, wantsColour } from './format';
+import { MUTATION_LOCK_WAIT_MS } from './mutate';
 import { LARGE_BYTES, LARGE_ENTRIES, Progress } from './progress';
 
 /**
- * Walks every structure of the segment (Cache.verify(): what it finds
- * damaged is dropped). Exit 1 when it found problems.
+ * Walks every structure of the segment (Cache.verify()) and reports what
+ * it finds, read-only: nothing is changed. With `repair`, attached
+ * read-write: what it finds damaged is dropped. Exit 1 when it found problems.
  */
-export function verifyCommand(path: string, opts: { json?: boolean }): number {
-  const cache = attach(path);
+export function verifyCommand(path: string, opts: { json?: boolean; repair?: boolean }): number {
+  if (opts.repair) defaultLockWait(MUTATION_LOCK_WAIT_MS);
+  const cache = attach(path, { readOnly: !opts.repair });
   try {
     const s = cache.stats();
     const progress = new Progress();
@@ -20,7 +23,7 @@ export function verifyCommand(path: string, opts: { json?: boolean }): number {
     const r = cache.verify();
     progress.done();
     if (opts.json) {
-      process.stdout.write(json({ path: s.path, ...r }) + '\n');
+      process.stdout.write(json({ path: s.path, ...r, repaired: opts.repair === true && !r.ok }) + '\n');
       return r.ok ? 0 : 1;
     }
     const paint = painter(wantsColour(process.stdout));
@@ -29,7 +32,8 @@ export function verifyCommand(path: string, opts: { json?: boolean }): number {
       process.stdout.write(`${paint('ok', 'green')}: no problems in ${where}\n`);
       return 0;
     }
-    process.stdout.write(`${paint(`${r.problems.length} ${r.problems.length === 1 ? 'problem' : 'problems'}`, 'red')} in ${where}; what they touched was dropped:\n`);
+    const what = opts.repair ? 'what they touched was dropped' : 'nothing was changed (shmcache verify --repair drops what they touch)';
+    process.stdout.write(`${paint(`${r.problems.length} ${r.problems.length === 1 ? 'problem' : 'problems'}`, 'red')} in ${where}; ${what}:\n`);
     for (const p of r.problems) process.stdout.write(`  - ${visible(p)}\n`);
     return 1;
   } finally {

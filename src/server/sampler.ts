@@ -14,6 +14,10 @@ import { attach } from '../cli/attach';
 export const HISTORY = 3600;
 /** Most segments one server watches (a folder may hold many files). */
 export const MAX_CACHES = 1000;
+/** A watched segment is verified (read-only: it only reports) at attach, then this often and when its repairs counter moves. */
+const VERIFY_EVERY_MS = 60_000;
+/** ... when it holds at most this many entries (verify() walks the whole segment, synchronously). */
+const VERIFY_UP_TO = 1_000_000;
 
 export const RATE_FIELDS = ['hits', 'misses', 'sets', 'deletes', 'evictions', 'expired'] as const;
 export type RateField = (typeof RATE_FIELDS)[number];
@@ -53,11 +57,15 @@ export class Watched {
   last: CacheStats | undefined;
   lastAt = 0;
   error: { code: string; message: string } | undefined;
+  /** What the last verify() of the (read-only) handle found: it only reports. */
+  damage: { ok: boolean; problems: string[]; checkedAt: number } | undefined;
   readonly series: Series = emptySeries();
   #dev = 0;
   #ino = 0;
   #retryAt = 0;
   #backoff = 0;
+  #verifiedAt = -Infinity;
+  #verifiedRepairs = -1;
   /** The previous successful sample, for rates. */
   #prev: { at: number; stats: CacheStats } | undefined;
 
@@ -102,6 +110,16 @@ export class Watched {
       this.#detach();
       return this.#push(now, undefined);
     }
+    if (stats.entries <= VERIFY_UP_TO && (now - this.#verifiedAt >= VERIFY_EVERY_MS || stats.repairs !== this.#verifiedRepairs)) {
+      try {
+        const r = this.cache.verify();
+        this.damage = { ok: r.ok, problems: r.problems.slice(0, 20), checkedAt: now };
+      } catch (err) {
+        this.damage = { ok: false, problems: [`${describeError(err).code}: ${describeError(err).message}`], checkedAt: now };
+      }
+      this.#verifiedAt = now;
+      this.#verifiedRepairs = stats.repairs;
+    }
     this.error = undefined;
     this.#backoff = 0;
     this.last = stats;
@@ -131,6 +149,21 @@ export class Watched {
     }
   }
 
+  /**
+   * Runs `fn` on a read-write handle of its own, opened for this mutation
+   * alone and closed after (the watched handle is read-only): it waits for
+   * this cache's file lock only, at most SHMCACHE_LOCK_TIMEOUT_MS (250 ms
+   * under serve). Rethrows.
+   */
+  mutate<T>(fn: (cache: Cache) => T): T {
+    const c = attach(this.path, { readOnly: false });
+    try {
+      return fn(c);
+    } finally {
+      c.close();
+    }
+  }
+
   #fail(error: { code: string; message: string }): void {
     this.error = error;
     this.last = undefined;
@@ -139,6 +172,7 @@ export class Watched {
   #detach(): void {
     const c = this.cache;
     this.cache = undefined;
+    this.#verifiedAt = -Infinity;
     this.#prev = undefined;
     try {
       c?.close();

@@ -150,6 +150,7 @@ export function startStatusServer(options: StatusServerOptions): Promise<StatusS
       handle: (w, url) => ({
         ...cacheSummary(w),
         stats: w.last ? { ...w.last, hitRatio: hitRatio(w.last) } : null,
+        damage: w.damage ?? null,
         sampledAt: w.lastAt || null,
         series: w.seriesSince(intParam(url, 'since', 0, 0, Number.MAX_SAFE_INTEGER)),
       }),
@@ -192,7 +193,7 @@ export function startStatusServer(options: StatusServerOptions): Promise<StatusS
         const body = await readJson(req);
         const key = (body as { key?: unknown })?.key;
         if (typeof key !== 'string' || key === '') throw new HttpError(400, 'BAD_PARAMETER', 'Expected a JSON body { "key": "..." }');
-        const deleted = w.use((cache) => cache.delete(key));
+        const deleted = w.mutate((cache) => cache.delete(key));
         keyLists.delete(w.name);
         return { key, deleted };
       },
@@ -201,7 +202,7 @@ export function startStatusServer(options: StatusServerOptions): Promise<StatusS
       method: 'POST',
       handle: async (w, _url, req) => {
         await readJson(req);
-        const cleared = w.use((cache) => {
+        const cleared = w.mutate((cache) => {
           const n = cache.stats().entries;
           cache.clear();
           return n;

@@ -262,6 +262,18 @@
     numbers.replaceChildren(...items.map(([label, value, id]) => el('div', {}, el('dt', { text: label }), el('dd', { id: 'n-' + id, text: value }))));
   }
 
+  /** What the segment says of damage: verify()'s problems (it only reports), the repairs counter. */
+  function damageText(name, r) {
+    const parts = [];
+    const d = r.damage;
+    if (d && !d.ok) {
+      parts.push(name + ' is damaged: verify found ' + count(d.problems.length) + (d.problems.length === 1 ? ' problem' : ' problems') +
+        ' (nothing was repaired; shmcache verify --repair drops what they touch), first: ' + d.problems[0]);
+    }
+    if (r.stats && r.stats.repairs > 0) parts.push(name + ' has repaired damage ' + count(r.stats.repairs) + ' times.');
+    return parts.join(' ');
+  }
+
   async function refresh() {
     const name = state.name;
     if (!name) return;
@@ -274,7 +286,7 @@
     }
     if (name !== state.name) return; // switched meanwhile
     appendSeries(r.series);
-    cacheError(r.error ? name + ': ' + r.error.code + ': ' + r.error.message : '');
+    cacheError(r.error ? name + ': ' + r.error.code + ': ' + r.error.message : damageText(name, r));
     showNumbers(r);
     drawCharts();
   }

@@ -1,0 +1,177 @@
+// The commands and the status server as an attacker sees them: the reads
+// write nothing and repair nothing, wait for no tenant's lock, and looking
+// at a hostile value costs little.
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { runCli, runCliJson, seed, startServe } from './fixtures/cli-lib.mjs';
+import { runFixture, tempDir } from './helpers';
+
+const tmp = tempDir('shmcache-ro-');
+
+function httpGet(url: string): Promise<{ status: number; json: any; text: string }> {
+  return new Promise((resolve, reject) => {
+    request(url, (res) => {
+      let text = '';
+      res.on('data', (d) => (text += d));
+      res.on('end', () => {
+        let json: any;
+        try {
+          json = JSON.parse(text);
+        } catch {}
+        resolve({ status: res.statusCode!, json, text });
+      });
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
+async function hostile(name: string): Promise<string> {
+  const path = tmp.file(name);
+  const r = await runFixture('cli-hostile.mjs', [path]);
+  expect(r.code, r.stderr).toBe(0);
+  return path;
+}
+
+describe('reads write nothing', () => {
+  test('stats, keys, get, verify and watch leave every byte of the file as it was', async () => {
+    const path = tmp.file('bytes');
+    await seed(path, { entries: [['k', 'v'], ['o', { a: 1 }]], bulk: 50 });
+    const before = readFileSync(path);
+    for (const args of [['stats', path], ['keys', path], ['get', path, 'k'], ['get', path, 'o', '--json'], ['verify', path], ['watch', path, '--count', '2', '--interval', '0.1']]) {
+      const r = await runCli(args);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+      expect(readFileSync(path).equals(before), args.join(' ')).toBe(true);
+    }
+  });
+
+  test("a tenant holding flock -x on its file does not stall a read", async () => {
+    const path = tmp.file('locked');
+    await seed(path, { entries: [['k', 'v']] });
+    const holder = spawn('flock', ['-x', path, 'sleep', '30'], { stdio: 'ignore' });
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      const started = Date.now();
+      const r = await runCliJson(['stats', path, '--json'], { env: { SHMCACHE_LOCK_TIMEOUT_MS: '20000' } });
+      expect(r.code, r.stderr).toBe(0);
+      expect(Date.now() - started).toBeLessThan(5000);
+      const k = await runCli(['get', path, 'k'], { env: { SHMCACHE_LOCK_TIMEOUT_MS: '20000' } });
+      expect(k.stdout).toBe('v');
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  });
+
+  test('verify reports without repairing (exit 1 each time); --repair repairs; keys says the segment is damaged', async () => {
+    const path = tmp.file('damaged');
+    await seed(path, { bulk: 500 });
+    const fuzz = await runFixture('fuzzer.mjs', [path, '200', '11']);
+    expect(fuzz.code).toBe(0);
+    const damaged = readFileSync(path);
+    const keys = await runCli(['keys', path]);
+    expect(keys.stderr).toMatch(/damage/i);
+    const first = await runCliJson(['verify', path, '--json']);
+    expect(first.code).toBe(1);
+    expect(first.json.ok).toBe(false);
+    expect(readFileSync(path).equals(damaged)).toBe(true);
+    const second = await runCli(['verify', path]);
+    expect(second.code).toBe(1);
+    expect(second.stdout).toContain('--repair');
+    const repair = await runCli(['verify', path, '--repair']);
+    expect(repair.code, repair.stdout + repair.stderr).toBe(1); // it found problems, and dropped what they touched
+    const after = await runCliJson(['verify', path, '--json']);
+    expect(after.json).toMatchObject({ ok: true });
+  });
+
+  test('the server: GET routes write nothing; the page knows of damage', async () => {
+    const path = tmp.file('served');
+    await seed(path, { entries: [['k', 'v']], bulk: 300 });
+    const fuzz = await runFixture('fuzzer.mjs', [path, '200', '11']);
+    expect(fuzz.code).toBe(0);
+    const before = readFileSync(path);
+    const serve = await startServe([path]);
+    try {
+      const name = path.split('/').pop()!.replace(/\.shm$/, '');
+      const base = new URL(serve.url);
+      for (const route of ['stats', 'keys?limit=1000', 'entry?key=k', 'entry?key=bulk:1']) await httpGet(new URL(`/api/caches/${name}/${route}`, base).toString());
+      await new Promise((r) => setTimeout(r, 1500)); // a few samples
+      const stats = await httpGet(new URL(`/api/caches/${name}/stats`, base).toString());
+      expect(stats.json.damage).toMatchObject({ ok: false });
+      expect(stats.json.damage.problems.length).toBeGreaterThan(0);
+      expect(readFileSync(path).equals(before)).toBe(true);
+    } finally {
+      await serve.stop();
+    }
+  });
+});
+
+describe('hostile values cost little to look at', () => {
+  test('get of a shared-reference DAG and of nested arrays: --json, a pipe, bounded and quick', async () => {
+    const path = await hostile('hostile');
+    for (const key of ['dag', 'arrays']) {
+      const started = Date.now();
+      const j = await runCliJson(['get', path, key, '--json'], { timeoutMs: 10_000 });
+      expect(j.code).toBe(0);
+      expect(j.json.truncated).toBe(true);
+      expect(j.stdout.length).toBeLessThan(1024 * 1024); // JSON_BUDGET, indented
+      const p = await runCli(['get', path, key], { timeoutMs: 10_000 });
+      expect(p.code).toBe(0);
+      expect(p.stdout.length).toBeLessThan(64 * 1024);
+      expect(Date.now() - started).toBeLessThan(8000);
+    }
+    const cycle = await runCliJson(['get', path, 'cycle', '--json']);
+    expect(cycle.json.value).toMatchObject({ name: 'c', self: '[Circular]' });
+  });
+
+  test('the preview walker: a node and byte budget, cycle- and DAG-safe, escapes control and bidi characters', async () => {
+    const { preview, boundedJson } = require(join(__dirname, '..', 'dist', 'cli', 'inspect.js'));
+    let x: any = { leaf: 1 };
+    for (let l = 0; l < 6; l++) {
+      const o: any = {};
+      for (let i = 0; i < 60; i++) o['k' + i] = x;
+      x = o;
+    }
+    let y: any = [1];
+    for (let l = 0; l < 7; l++) y = Array(50).fill(y);
+    const started = Date.now();
+    for (const v of [x, y]) {
+      const p = preview(v);
+      expect(p.truncated).toBe(true);
+      expect(Buffer.byteLength(p.preview)).toBeLessThanOrEqual(4096 + 64);
+      const b = boundedJson(v);
+      expect(b.truncated).toBe(true);
+      expect(JSON.stringify(b.value).length).toBeLessThan(300 * 1024); // JSON_BUDGET: 256 KiB
+    }
+    expect(Date.now() - started).toBeLessThan(1000);
+    const c: any = { a: [1, 'two', 3n, new Map([['m', 1]]), new Set([2]), Buffer.from('hi'), new Date(0)] };
+    c.self = c;
+    const p = preview(c);
+    expect(p.truncated).toBe(false);
+    expect(p.preview).toContain('[Circular]');
+    expect(p.preview).toContain("'two'");
+    expect(p.preview).toContain('3n');
+    const bidi = preview({ s: 'a\u202eb\x1b[31m' }).preview;
+    expect(bidi).not.toContain('\u202e');
+    expect(bidi).not.toContain('\x1b');
+    expect(bidi).toContain('\\u202e');
+  });
+
+  test('the entry route answers at once for a hostile value', async () => {
+    const path = await hostile('hostile-served');
+    const serve = await startServe([path]);
+    try {
+      const name = path.split('/').pop()!.replace(/\.shm$/, '');
+      const started = Date.now();
+      const r = await httpGet(new URL(`/api/caches/${name}/entry?key=dag`, serve.url).toString());
+      expect(r.status).toBe(200);
+      expect(r.json.truncated).toBe(true);
+      expect(Date.now() - started).toBeLessThan(3000);
+    } finally {
+      await serve.stop();
+    }
+  });
+});
+
