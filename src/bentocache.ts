@@ -1,4 +1,4 @@
-import { adapterTtl, deletePrefix, storedKey, unwrap, wrap } from './adapter-keys';
+import { adapterTtl, deletePrefix, storedKey, unwrap, wrap, type StoredKey } from './adapter-keys';
 import { Cache } from './cache';
 import type { CacheOptions } from './options';
 
@@ -86,14 +86,19 @@ export class ShmcacheDriver implements ShmcacheL1Driver {
     return this.prefix ? `${this.prefix}:${key}` : key;
   }
 
+  /** How `key` is stored: under this driver's prefix, even one that cannot start a key as it is. */
+  #stored(key: string): [full: string, stored: StoredKey] {
+    const full = this.#key(key);
+    return [full, storedKey(full, this.prefix ? `${this.prefix}:` : '')];
+  }
+
   /** A driver on the same segment whose keys are under `<prefix>:<namespace>:`. */
   namespace(namespace: string): ShmcacheDriver {
     return new ShmcacheDriver(this.#shared, this.prefix ? `${this.prefix}:${namespace}` : namespace);
   }
 
   get(key: string): any {
-    const full = this.#key(key);
-    const s = storedKey(full);
+    const [full, s] = this.#stored(key);
     return unwrap(s, full, this.cache.get(s.key));
   }
 
@@ -105,15 +110,14 @@ export class ShmcacheDriver implements ShmcacheL1Driver {
 
   /** `ttl` in ms; without one the entry never expires. */
   set(key: string, value: any, ttl?: number): boolean {
-    const full = this.#key(key);
-    const s = storedKey(full);
+    const [full, s] = this.#stored(key);
     this.cache.set(s.key, wrap(s, full, value), { ttl: adapterTtl(ttl) ?? 0 });
     return true;
   }
 
   /** ms left; `undefined` when missing or without expiry. */
   getRemainingTtl(key: string): number | undefined {
-    const s = storedKey(this.#key(key));
+    const [, s] = this.#stored(key);
     const left = s.hashed ? (this.get(key) === undefined ? undefined : this.cache.ttl(s.key)) : this.cache.ttl(s.key);
     return left === 0 ? undefined : left;
   }
@@ -125,11 +129,11 @@ export class ShmcacheDriver implements ShmcacheL1Driver {
   }
 
   delete(key: string): boolean {
-    return this.cache.delete(storedKey(this.#key(key)).key);
+    return this.cache.delete(this.#stored(key)[1].key);
   }
 
   deleteMany(keys: string[]): boolean {
-    if (keys.length > 0) this.cache.deleteMany([...new Set(keys.map((k) => storedKey(this.#key(k)).key))]);
+    if (keys.length > 0) this.cache.deleteMany([...new Set(keys.map((k) => this.#stored(k)[1].key))]);
     return true;
   }
 

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { adapterEntries, adapterTtl, deletePrefix, storedKey, unwrap, wrap } from './adapter-keys';
+import { adapterEntries, adapterTtl, deletePrefix, expiredTtl, storedKey, unwrap, wrap } from './adapter-keys';
 import { Cache } from './cache';
 import type { CacheOptions } from './options';
 
@@ -48,51 +48,81 @@ export class KeyvShmcache extends EventEmitter {
     this.opts = { dialect: 'shmcache', url: `shmcache://${this.cache.path}` };
   }
 
+  /** The prefix of the keys Keyv hands down (`<namespace>:`), or ''. */
+  get #prefix(): string {
+    return this.namespace ? `${this.namespace}:` : '';
+  }
+
   async get(key: string): Promise<unknown> {
-    const s = storedKey(key);
+    const s = storedKey(key, this.#prefix);
     return unwrap(s, key, this.cache.get(s.key));
   }
 
   /** One native call for the batch. */
   async getMany(keys: string[]): Promise<unknown[]> {
-    const stored = keys.map(storedKey);
+    const prefix = this.#prefix;
+    const stored = keys.map((k) => storedKey(k, prefix));
     const values = this.cache.getMany(stored.map((s) => s.key));
     return values.map((v, i) => unwrap(stored[i]!, keys[i]!, v));
   }
 
-  /** `ttl` in ms (none when undefined or 0): the segment expires the entry. */
+  /**
+   * `ttl` in ms (none when undefined or 0): the segment expires the entry.
+   * A negative (or NaN) one has expired already: the key is deleted.
+   */
   async set(key: string, value: unknown, ttl?: number): Promise<boolean> {
-    const s = storedKey(key);
-    this.cache.set(s.key, wrap(s, key, value), { ttl: adapterTtl(ttl) ?? 0 });
+    const s = storedKey(key, this.#prefix);
+    if (expiredTtl(ttl)) this.cache.delete(s.key);
+    else this.cache.set(s.key, wrap(s, key, value), { ttl: adapterTtl(ttl) ?? 0 });
     return true;
   }
 
-  /** One native call per distinct TTL in the batch; every entry is checked before any is stored. */
+  /**
+   * The last entry of each key wins (as `set()` one by one). Every entry is
+   * checked before any is stored (one native call for the batch, under the
+   * longest TTL in it; entries of shorter TTLs are then retimed in place).
+   * Entries with a negative TTL delete their key.
+   */
   async setMany(entries: { key: string; value: unknown; ttl?: number }[]): Promise<boolean[]> {
-    const byTtl = new Map<number, [string, unknown][]>();
+    const prefix = this.#prefix;
+    const last = new Map<string, [unknown, number]>(); // stored key -> [what to store, ttl or -1]
     for (const { key, value, ttl } of entries) {
-      const s = storedKey(key);
-      const t = adapterTtl(ttl) ?? 0;
-      let list = byTtl.get(t);
-      if (list === undefined) byTtl.set(t, (list = []));
-      list.push([s.key, wrap(s, key, value)]);
+      const s = storedKey(key, prefix);
+      last.delete(s.key); // in the order of its last entry
+      last.set(s.key, [wrap(s, key, value), expiredTtl(ttl) ? -1 : (adapterTtl(ttl) ?? 0)]);
     }
-    for (const [ttl, list] of byTtl) this.cache.setMany(list, { ttl });
+    const live: [string, unknown][] = [];
+    const expired: string[] = [];
+    let longest = -1;
+    for (const [k, [v, ttl]] of last) {
+      if (ttl < 0) {
+        expired.push(k);
+        continue;
+      }
+      live.push([k, v]);
+      if (longest !== 0 && (ttl === 0 || ttl > longest)) longest = ttl;
+    }
+    if (live.length > 0) {
+      this.cache.setMany(live, { ttl: longest });
+      for (const [k, [, ttl]] of last) if (ttl >= 0 && ttl !== longest) this.cache.touch(k, ttl);
+    }
+    if (expired.length > 0) this.cache.deleteMany(expired);
     return entries.map(() => true);
   }
 
   async delete(key: string): Promise<boolean> {
-    return this.cache.delete(storedKey(key).key);
+    return this.cache.delete(storedKey(key, this.#prefix).key);
   }
 
   /** `true` when every key had a live entry to remove (as Keyv's own fallback answers). */
   async deleteMany(keys: string[]): Promise<boolean> {
-    const unique = [...new Set(keys.map((k) => storedKey(k).key))];
+    const prefix = this.#prefix;
+    const unique = [...new Set(keys.map((k) => storedKey(k, prefix).key))];
     return this.cache.deleteMany(unique) === unique.length;
   }
 
   async has(key: string): Promise<boolean> {
-    const s = storedKey(key);
+    const s = storedKey(key, this.#prefix);
     return s.hashed ? (await this.get(key)) !== undefined : this.cache.has(s.key);
   }
 

@@ -90,6 +90,45 @@ describe('shmcacheDriver', () => {
     expect(d.cache.isOpen).toBe(false);
   });
 
+  test('keys whose namespace part cannot start a key are cleared with their namespace, and with the prefix', () => {
+    const d = shmcacheDriver({ cache: shared }).factory({ prefix: 'bentocache' }) as ShmcacheDriver;
+    const other = shmcacheDriver({ cache: shared }).factory({ prefix: 'elsewhere' }) as ShmcacheDriver;
+    other.set('x\uD800:y', 'O');
+    const ns = d.namespace('users');
+    ns.set('x\uD800:y', 'NS');
+    ns.set('é'.repeat(300) + ':' + 'q'.repeat(2000), 'NS2');
+    d.set('x\uD800:y', 'S');
+    expect(ns.get('x\uD800:y')).toBe('NS');
+    ns.clear();
+    expect(ns.get('x\uD800:y')).toBeUndefined();
+    expect(ns.get('é'.repeat(300) + ':' + 'q'.repeat(2000))).toBeUndefined();
+    expect(d.get('x\uD800:y')).toBe('S');
+    d.clear();
+    expect(d.get('x\uD800:y')).toBeUndefined();
+    expect(other.get('x\uD800:y')).toBe('O');
+    // Namespaces and prefixes that cannot start a key.
+    for (const bad of ['a\u0000#b', 'lone\uD800', 'n'.repeat(1100), '\u0000shmcache']) {
+      const sub = d.namespace(bad);
+      const top = shmcacheDriver({ cache: shared }).factory({ prefix: bad }) as ShmcacheDriver;
+      for (const drv of [sub, top]) {
+        drv.set('k', 'v');
+        drv.set('x'.repeat(2000), 'w');
+        expect(drv.get('k')).toBe('v');
+        expect(drv.getRemainingTtl('k')).toBeUndefined();
+      }
+      expect(top.deleteMany(['k', 'k'])).toBe(true);
+      expect(top.get('k')).toBeUndefined();
+      top.clear();
+      expect(top.get('x'.repeat(2000))).toBeUndefined();
+      expect(sub.get('k')).toBe('v');
+      d.clear(); // its namespaces too
+      expect(sub.get('k')).toBeUndefined();
+      expect(sub.get('x'.repeat(2000))).toBeUndefined();
+      expect(shared.keys().filter((k) => !k.startsWith('elsewhere:'))).toEqual([]);
+    }
+    other.clear();
+  });
+
   test('BentoCache with the driver as L1: one process\'s getOrSet is the next process\'s L1 hit', async () => {
     const path = tmp.file('l1');
     const run = async (ops: unknown[][]) => {

@@ -61,7 +61,9 @@ describe('KeyvShmcache', () => {
     const deleteMany = vi.spyOn(shared, 'deleteMany');
     try {
       await keyv.setMany([{ key: 'a', value: 1 }, { key: 'b', value: 2, ttl: 5000 }, { key: 'c', value: 3, ttl: 5000 }]);
-      expect(setMany).toHaveBeenCalledTimes(2); // one batch per TTL
+      expect(setMany).toHaveBeenCalledTimes(1); // one batch, shorter TTLs retimed in place
+      expect(shared.ttl('batch:a')).toBe(0);
+      expect(shared.ttl('batch:b')).toBeGreaterThan(4000);
       expect(await keyv.getMany(['a', 'b', 'x'])).toEqual([1, 2, undefined]);
       expect(getMany).toHaveBeenCalledTimes(1);
       expect(await keyv.has('c')).toBe(true);
@@ -116,6 +118,107 @@ describe('KeyvShmcache', () => {
     await keyv.clear();
     expect(await keyv.get(lone)).toBeUndefined();
     expect(shared.keys('long:')).toEqual([]);
+  });
+
+  test('keys whose namespace part cannot start a key are still the namespace\'s: iterated and cleared (a lone surrogate, over 512 bytes)', async () => {
+    const s = store();
+    const kv = new Keyv({ store: s, namespace: 'other' });
+    const neighbour = new Keyv({ store: store(), namespace: 'other2' });
+    await neighbour.set('\uD800:z', 'n');
+    const long = 'é'.repeat(300) + ':' + 'q'.repeat(2000);
+    await kv.set('\uD800:z', 'v1');
+    await kv.set(long, 'v2');
+    await kv.set('plain', 'v3');
+    expect(await kv.get('\uD800:z')).toBe('v1');
+    expect(await kv.has(long)).toBe(true);
+    expect(await kv.getMany(['\uD800:z', long, 'plain'])).toEqual(['v1', 'v2', 'v3']);
+    const seen: string[] = [];
+    for await (const [k] of s.iterator('other')) seen.push(k);
+    expect(seen.sort()).toEqual(['other:\uD800:z', `other:${long}`, 'other:plain'].sort());
+    await kv.clear();
+    expect(await kv.getMany(['\uD800:z', long, 'plain'])).toEqual([undefined, undefined, undefined]);
+    expect(shared.keys('other:')).toEqual([]);
+    expect(await neighbour.get('\uD800:z')).toBe('n');
+    await neighbour.clear();
+  });
+
+  test.each([
+    ['a MARK', 'a\u0000#b'],
+    ['a lone surrogate', 'lone\uD800'],
+    ['over 1024 bytes', 'n'.repeat(1100)],
+    ['over 512 bytes', 'é'.repeat(300)],
+    ['a U+0000 first', '\u0000shmcache'],
+  ])('a namespace with %s: set, get, iterate and clear() its keys, no other namespace\'s, no error', async (_, ns) => {
+    const s = store();
+    const kv = new Keyv({ store: s, namespace: ns });
+    const other = new Keyv({ store: store(), namespace: 'bystander' });
+    await other.set('k', 'stays');
+    const errors: unknown[] = [];
+    kv.on('error', (e) => errors.push(e));
+    const keys = ['k', 'x'.repeat(2000), 'a:\uD800:b', 'c:d'];
+    for (const [i, k] of keys.entries()) expect(await kv.set(k, `v${i}`)).toBe(true);
+    expect(await kv.getMany(keys)).toEqual(keys.map((_k, i) => `v${i}`));
+    expect(await kv.has('k')).toBe(true);
+    const seen: string[] = [];
+    for await (const [k] of s.iterator(ns)) seen.push(k);
+    expect(seen.sort()).toEqual(keys.map((k) => `${ns}:${k}`).sort());
+    for (const k of shared.keys()) expect(k.startsWith('\u0000shmcache')).toBe(false);
+    await kv.clear();
+    expect(await kv.getMany(keys)).toEqual(keys.map(() => undefined));
+    expect(errors).toEqual([]);
+    expect(await other.get('k')).toBe('stays');
+    expect(shared.keys().filter((k) => k !== 'bystander:k')).toEqual([]);
+    await other.clear();
+  });
+
+  test('setMany: the last entry of a key wins whatever the TTLs; a bad entry anywhere stores none', async () => {
+    const s = store();
+    s.namespace = 'lww';
+    await s.setMany([{ key: 'lww:a', value: '1', ttl: 5000 }, { key: 'lww:a', value: '2' }, { key: 'lww:a', value: '3', ttl: 5000 }]);
+    expect(await s.get('lww:a')).toBe('3');
+    expect(shared.ttl('lww:a')).toBeGreaterThan(4000);
+    await s.setMany([{ key: 'lww:b', value: '1' }, { key: 'lww:b', value: '2', ttl: 5000 }, { key: 'lww:c', value: 'c', ttl: 9000 }]);
+    expect(await s.get('lww:b')).toBe('2');
+    expect(shared.ttl('lww:b')).toBeLessThanOrEqual(5000);
+    expect(shared.ttl('lww:b')).toBeGreaterThan(4000);
+    expect(shared.ttl('lww:c')).toBeGreaterThan(8000);
+    const big = 'x'.repeat(shared.maxValueSize + 1);
+    await expect(s.setMany([{ key: 'lww:d', value: 'd', ttl: 1000 }, { key: 'lww:e', value: big }])).rejects.toMatchObject({ code: 'ERR_SHMCACHE_VALUE_TOO_LARGE' });
+    await expect(s.setMany([{ key: 'lww:e', value: big }, { key: 'lww:d', value: 'd', ttl: 1000 }])).rejects.toMatchObject({ code: 'ERR_SHMCACHE_VALUE_TOO_LARGE' });
+    expect(shared.has('lww:d')).toBe(false);
+    await s.clear();
+  });
+
+  test('a negative (or NaN) TTL has expired already: the key is deleted, not stored forever (set and setMany)', async () => {
+    const keyv = new Keyv({ store: store(), namespace: 'neg' });
+    await keyv.set('a', 'old');
+    await keyv.set('a', 'v', -5);
+    expect(await keyv.has('a')).toBe(false);
+    expect(shared.has('neg:a')).toBe(false);
+    await keyv.set('n', 'v', Number.NaN);
+    expect(shared.has('neg:n')).toBe(false);
+    await keyv.set('b', 'old');
+    await keyv.setMany([{ key: 'b', value: 'v', ttl: -1 }, { key: 'c', value: 'v', ttl: -Infinity }, { key: 'd', value: 'v' }]);
+    expect(await keyv.has('b')).toBe(false);
+    expect(shared.has('neg:c')).toBe(false);
+    expect(await keyv.get('d')).toBe('v');
+    await keyv.set('f', 'v', Infinity);
+    expect(shared.ttl('neg:f')).toBe(0);
+    await keyv.clear();
+  });
+
+  test('keys starting with U+0000 are shmcache\'s: a Keyv key never lands on one, and iterator() leaves them out', async () => {
+    const s = store();
+    shared.set('\u0000internal', 'x');
+    await s.set('\u0000shmcache/evil', 'v');
+    expect(shared.get('\u0000shmcache/evil')).toBeUndefined();
+    expect(await s.get('\u0000shmcache/evil')).toBe('v');
+    const seen: string[] = [];
+    for await (const [k] of s.iterator()) seen.push(k);
+    expect(seen).toEqual(['\u0000shmcache/evil']);
+    expect(await s.deleteMany(['\u0000shmcache/evil', '\u0000shmcache/evil'])).toBe(true);
+    expect(await s.deleteMany(['\u0000shmcache/evil'])).toBe(false);
+    shared.delete('\u0000internal');
   });
 
   test('given a Cache it does not own it; given options it opens and closes its own', async () => {
