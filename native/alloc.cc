@@ -248,8 +248,9 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
       uint32_t ref = RefOf(base + off);
       uint32_t* link = &buckets(ti)[hdr.hash & mask];
       uint32_t steps = 0;
-      for (uint32_t at = Load(*link); at != 0 && at != ref && ++steps < kMaxSteps;
-           at = Load(*link)) {
+      CycleGuard guard;
+      for (uint32_t at = Load(*link);
+           at != 0 && at != ref && ++steps < kMaxSteps && !guard.Seen(at); at = Load(*link)) {
         Entry* x = EntryAt(at);
         if (x == nullptr) break;
         link = &x->next;

@@ -157,9 +157,10 @@ Store::Copied Store::CopyBucket(uint32_t si, uint32_t b, const unsigned char* pr
                                 uint32_t* count) {
   uint32_t ref = Load(buckets(si)[b]);
   const uint64_t route = (uint64_t{L().nshards - 1} << 40) | (L().buckets - 1);
+  CycleGuard guard;
   for (uint32_t steps = 0; ref != 0; ++steps) {
     Entry* e = EntryAt(ref);
-    if (steps > kMaxSteps || e == nullptr) return Copied::kDamaged;
+    if (steps > kMaxSteps || guard.Seen(ref) || e == nullptr) return Copied::kDamaged;
     Entry hdr;
     LoadHeader(e, &hdr);
     // Sound: the key and value lie inside pages the shard owns.

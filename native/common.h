@@ -172,6 +172,23 @@ inline uint64_t CopyChecksum(void* dst, const void* src, size_t n, uint64_t seed
                             static_cast<const unsigned char*>(src), n, seed);
 }
 
+// Brent's cycle detection for a walk along refs read from the mapping:
+// Seen(ref) turns true once the walk is back at a ref it passed, within
+// about twice the loop's length, so a chain rewritten into a loop costs its
+// own length and not the 2^20-step cap (and no copy is made of it twice).
+struct CycleGuard {
+  uint32_t mark = 0, power = 1, lam = 0;
+  bool Seen(uint32_t ref) {
+    if (ref == mark) return true;
+    if (++lam == power) {
+      mark = ref;
+      power <<= 1;
+      lam = 0;
+    }
+    return false;
+  }
+};
+
 template <typename T>
 inline std::atomic_ref<T> Atomic(T& v) {
   return std::atomic_ref<T>(v);

@@ -169,8 +169,9 @@ static inline void PrefetchValue(const Entry* e, uint32_t klen, uint32_t vlen) {
 Walk Store::WalkChain(const uint32_t* bucket, uint32_t h32, const unsigned char* key, uint32_t klen,
                       bool copy, Entry* found, uint32_t* found_ref) const {
   uint32_t ref = Atomic(*const_cast<uint32_t*>(bucket)).load(std::memory_order_acquire);
+  CycleGuard guard;
   for (uint32_t steps = 0; ref != 0; ++steps) {
-    if (steps > kMaxSteps) return Walk::kDamaged;
+    if (steps > kMaxSteps || guard.Seen(ref)) return Walk::kDamaged;
     Entry* e = EntryAt(ref, 0);
     if (e == nullptr) return Walk::kDamaged;
     // A hit sets the entry's access bit: fetch its line while the entry's
@@ -337,11 +338,12 @@ uint32_t Store::Find(uint32_t si, uint64_t hash, const unsigned char* key, uint3
   *corrupt = false;
   uint32_t* l = &buckets(si)[BucketOf(hash)];
   uint32_t h32 = static_cast<uint32_t>(hash);
+  CycleGuard guard;
   for (uint32_t steps = 0;; ++steps) {
     uint32_t ref = Load(*l);
     if (ref == 0) return 0;
     Entry* e = EntryAt(ref);
-    if (steps > kMaxSteps || e == nullptr) {
+    if (steps > kMaxSteps || guard.Seen(ref) || e == nullptr) {
       *corrupt = true;
       return 0;
     }
@@ -403,12 +405,13 @@ void Store::SweepStep(uint32_t si, uint64_t now) {
   Atomic(sh->sweep).store(sweep + 1, std::memory_order_relaxed);
   uint32_t* l = &buckets(si)[sweep & (L().buckets - 1)];
   bool writing = false, damaged = false;
+  CycleGuard guard;
   for (uint32_t steps = 0;; ++steps) {
     uint32_t ref = Load(*l);
     if (ref == 0) break;
     Entry* e = EntryAt(ref);
     Entry hdr;
-    if (steps > kMaxSteps || e == nullptr) {
+    if (steps > kMaxSteps || guard.Seen(ref) || e == nullptr) {
       damaged = true;
       break;
     }
@@ -705,10 +708,11 @@ WriteStatus Store::Keys(const unsigned char* prefix, uint32_t plen,
     bool corrupt = false;
     for (uint32_t b = 0; b < L().buckets && !corrupt; ++b) {
       uint32_t ref = Load(buckets(si)[b]);
+      CycleGuard guard;
       for (uint32_t steps = 0; ref != 0; ++steps) {
         Entry* e = EntryAt(ref);
         Entry hdr;
-        if (steps > kMaxSteps || e == nullptr) {
+        if (steps > kMaxSteps || guard.Seen(ref) || e == nullptr) {
           corrupt = true;
           break;
         }
@@ -760,10 +764,11 @@ WriteStatus Store::KeysReadOnly(const unsigned char* prefix, uint32_t plen,
         chain.clear();
         bool damaged = false;
         uint32_t ref = Load(buckets(si)[b]);
+        CycleGuard guard;
         for (uint32_t steps = 0; ref != 0; ++steps) {
           Entry* e = EntryAt(ref);
           Entry hdr;
-          if (steps > kMaxSteps || e == nullptr) {
+          if (steps > kMaxSteps || guard.Seen(ref) || e == nullptr) {
             damaged = true;
             break;
           }
@@ -869,10 +874,11 @@ void Store::VerifyShard(uint32_t si, std::vector<uint64_t>* live,
   uint64_t count = 0, used = 0;
   for (uint32_t b = 0; b < l.buckets && problems->size() == before; ++b) {
     uint32_t ref = Load(buckets(si)[b]);
+    CycleGuard guard;
     for (uint32_t steps = 0; ref != 0; ++steps) {
       std::string at = where + "bucket " + std::to_string(b) + " ref " + std::to_string(ref) + ": ";
       Entry* e = EntryAt(ref);
-      if (steps > kMaxSteps || e == nullptr) {
+      if (steps > kMaxSteps || guard.Seen(ref) || e == nullptr) {
         problems->push_back(at + (e == nullptr ? "out of bounds" : "chain has a cycle"));
         break;
       }

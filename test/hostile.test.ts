@@ -172,6 +172,7 @@ describe("the issue's reproducers", () => {
     'kind-einval',
     'has-zeroed-expires',
     'lock-list-rewritten',
+    'chain-self-loop',
   ];
   for (const name of names) {
     test(name, async () => {
