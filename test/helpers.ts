@@ -1,8 +1,8 @@
-import { spawn, type SpawnOptions } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { ShmCacheError } from '../esm/index.mjs';
 
 export const isRoot = process.getuid?.() === 0;
@@ -94,4 +94,36 @@ export async function waitUntil(check: () => boolean, timeoutMs = 10_000, what =
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/**
+ * Runs flock(1) holding flock(LOCK_EX) on `path` (as `cmd` prefixes it, e.g.
+ * setpriv as another user) and resolves once the lock is held; the returned
+ * child holds it until killed.
+ */
+export async function holdFlock(path: string, prefix: string[] = []): Promise<ChildProcess> {
+  const argv = [...prefix, 'flock', '-x', path, 'sleep', '60'];
+  const holder = spawn(argv[0]!, argv.slice(1), { stdio: 'ignore' });
+  await waitUntil(() => {
+    try {
+      execFileSync('flock', ['-n', '-x', path, 'true']);
+      return false;
+    } catch {
+      return true; // held
+    }
+  }, 10_000, `flock on ${path}`);
+  return holder;
+}
+
+/** A tmpfs of `size` mounted at `<dir>/<name>` for the calling describe block (root only). */
+export function tmpfsFor(dir: string, name: string, size: string): string {
+  const mnt = join(dir, name);
+  beforeAll(() => {
+    mkdirSync(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mnt]);
+  });
+  afterAll(() => {
+    execFileSync('umount', [mnt]);
+  });
+  return mnt;
 }

@@ -18,7 +18,7 @@ import {
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { Cache, jail, tenantCache } from '../esm/index.mjs';
-import { code, isRoot, runFixture, tempDir, waitUntil } from './helpers';
+import { code, holdFlock, isRoot, runFixture, tempDir, waitUntil } from './helpers';
 
 const tmp = tempDir('shmcache-neighbours-');
 const MALLORY = 2101; // the other local user
@@ -87,18 +87,8 @@ describe.runIf(isRoot)('another uid in a shared folder', () => {
     const path = join(shared, 'site-2.shm');
     asMallory('sh', '-c', `umask 077; : > ${path}`);
     const before = hash(path);
-    const holder = spawn('setpriv', ['--reuid', String(MALLORY), '--regid', String(MALLORY), '--clear-groups', 'flock', '-x', path, 'sleep', '30'], {
-      stdio: 'ignore',
-    });
+    const holder = await holdFlock(path, ['setpriv', '--reuid', String(MALLORY), '--regid', String(MALLORY), '--clear-groups']);
     try {
-      await waitUntil(() => {
-        try {
-          execFileSync('flock', ['-n', '-x', path, 'true']);
-          return false;
-        } catch {
-          return true;
-        }
-      });
       const started = Date.now();
       const r = await runFixture('open.mjs', [path, JSON.stringify({ size: '1MB', stamp: false }), JSON.stringify([['get', 'k']])], {
         env: { SHMCACHE_LOCK_TIMEOUT_MS: '20000' },
