@@ -20,7 +20,7 @@ const lines = [
   ['page FIFO + second chance (before)', '#1f77b4', (t) => before.filter((r) => r.trace === t).map((r) => [r.pct, r.shmcache])],
   ['S3-FIFO over pages (now)', '#d62728', (t) => now.filter((r) => r.trace === t).map((r) => [r.pct, r.shmcache])],
 ];
-const W = 960;
+const W = 1000;
 const H = 380;
 const panelW = 280;
 const panelH = 250;
