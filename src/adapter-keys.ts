@@ -84,11 +84,21 @@ function isStoredKeyOf(k: string, key: string): boolean {
   if (!k.endsWith(tail)) return false;
   const ns = k.slice(0, k.length - tail.length);
   if (ns === outerPart(key)) return true;
-  if (!ns.includes(MARK)) return false;
-  // Under a namespace that does not fit: one of the key's `:`-ended starts.
+  // Under a namespace that does not fit: `<outer> MARK <digest> :`, the
+  // namespace one of the key's `:`-ended starts (hashed incrementally: a
+  // key may have many).
+  const outer = outerPart(ns);
+  if (ns.length !== outer.length + MARK.length + 44 || !ns.startsWith(MARK, outer.length) || !ns.endsWith(':')) return false;
+  const want = ns.slice(outer.length + MARK.length, -1);
+  const hash = createHash('sha256');
+  let from = 0;
   for (let c = key.indexOf(':'); c >= 0; c = key.indexOf(':', c + 1)) {
-    const prefix = key.slice(0, c + 1);
-    if (!fits(prefix, MAX_PREFIX_BYTES) && prefixPart(prefix) === ns) return true;
+    hash.update(Buffer.from(key.slice(from, c + 1), 'utf16le'));
+    from = c + 1;
+    if (c + 1 > outer.length && hash.copy().digest('base64url') === want) {
+      const prefix = key.slice(0, c + 1);
+      if (!fits(prefix, MAX_PREFIX_BYTES) && prefixPart(prefix) === ns) return true;
+    }
   }
   return false;
 }
