@@ -1,15 +1,7 @@
 import { deserialize } from 'node:v8';
-import { attach, type AttachOptions } from './attach';
+import { attach } from './attach';
 import { bytes, json, painter, ttl, visible, wantsColour } from './format';
-import { boundedInspect, boundedJson, damageNote, entryInfo, hexDump, peekValue } from './inspect';
-
-/** A codec that hands over the stored bytes of an object value undecoded (the commands decode them themselves, or not at all). */
-export const RAW_CODEC: NonNullable<AttachOptions['codec']> = {
-  encode: () => {
-    throw Object.assign(new Error('the raw codec only reads'), { code: 'ERR_SHMCACHE_ENCODE' });
-  },
-  decode: (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength),
-};
+import { boundedInspect, boundedJson, damageNote, entryInfo, hexDump, peekValue, RAW_CODEC } from './inspect';
 
 /**
  * Prints `key`'s value. To a terminal: made safe to look at (escapes

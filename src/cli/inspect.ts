@@ -5,7 +5,7 @@
  * taken from the value and the TTL unknown (null).
  */
 import { Buffer } from 'node:buffer';
-import { serialize } from 'node:v8';
+import { deserialize, serialize } from 'node:v8';
 import type { Cache } from '../index';
 import { visible } from './format';
 
@@ -97,6 +97,14 @@ export function entryView(cache: Cache, key: string): EntryView | undefined {
     return { key, ...info, preview: `(cannot decode with the v8 codec: ${(err as Error)?.message ?? String(err)})`, truncated: false };
   }
   if (value === undefined) return undefined; // gone meanwhile
+  if (info.type === 'object' && value instanceof Uint8Array) {
+    // A handle with RAW_CODEC: the stored bytes, decoded here.
+    try {
+      value = deserialize(value);
+    } catch (err) {
+      return { key, ...info, preview: `(cannot decode with the v8 codec: ${(err as Error)?.message ?? String(err)})`, truncated: false };
+    }
+  }
   return { key, ...info, ...preview(value) };
 }
 
@@ -343,6 +351,107 @@ export function hexDump(b: Buffer): string {
     lines.push(`${i.toString(16).padStart(8, '0')}  ${hex.padEnd(47)}  ${ascii}`);
   }
   return lines.join('\n');
+}
+
+/** A codec that hands over the stored bytes of an object value undecoded (the tools decode them themselves, or not at all). */
+export const RAW_CODEC = {
+  encode: (): Uint8Array => {
+    throw Object.assign(new Error('the raw codec only reads'), { code: 'ERR_SHMCACHE_ENCODE' });
+  },
+  decode: (b: Uint8Array): unknown => Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+};
+
+/** The `n` smallest keys of `keys`, sorted, and how many there were: a bounded max-heap, no global sort. */
+export function sortedWindow(keys: Iterable<string>, n: number): { keys: string[]; total: number } {
+  const heap = new KeyHeap(n);
+  let total = 0;
+  for (const k of keys) {
+    total++;
+    heap.push(k);
+  }
+  return { keys: heap.sorted(), total };
+}
+
+/**
+ * sortedWindow() over `cache.entries(prefix)` in slices: at most `sliceMs`
+ * of work between two turns of the event loop (setImmediate), so that a
+ * segment of millions of keys never blocks the server for long. The
+ * handle's codec should not decode (RAW_CODEC): values are not looked at.
+ */
+export async function scanWindow(cache: Cache, prefix: string, n: number, sliceMs = 10): Promise<{ keys: string[]; total: number }> {
+  const heap = new KeyHeap(n);
+  let total = 0;
+  await turn();
+  try {
+    let sliceStart = Date.now();
+    for (const [key] of cache.entries(prefix)) {
+      total++;
+      heap.push(key);
+      if ((total & 255) === 0 && Date.now() - sliceStart >= sliceMs) {
+        pass();
+        await new Promise((r) => setImmediate(r));
+        await turn();
+        sliceStart = Date.now();
+      }
+    }
+  } finally {
+    pass();
+  }
+  return { keys: heap.sorted(), total };
+}
+
+// Scans take turns, one slice per turn of the event loop between them all:
+// several at once cost the other requests no more than one does.
+let scanning = false;
+const waiting: (() => void)[] = [];
+function turn(): Promise<void> {
+  if (!scanning) {
+    scanning = true;
+    return Promise.resolve();
+  }
+  return new Promise((r) => waiting.push(r));
+}
+function pass(): void {
+  const next = waiting.shift();
+  if (next) setImmediate(next);
+  else scanning = false;
+}
+
+/** A max-heap of the `cap` smallest strings seen. */
+class KeyHeap {
+  readonly #a: string[] = [];
+  constructor(readonly cap: number) {}
+  push(k: string): void {
+    const a = this.#a;
+    if (this.cap <= 0) return;
+    if (a.length < this.cap) {
+      a.push(k);
+      let i = a.length - 1;
+      while (i > 0) {
+        const p = (i - 1) >> 1;
+        if (a[p]! >= a[i]!) break;
+        [a[p], a[i]] = [a[i]!, a[p]!];
+        i = p;
+      }
+      return;
+    }
+    if (k >= a[0]!) return;
+    a[0] = k;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < a.length && a[l]! > a[m]!) m = l;
+      if (r < a.length && a[r]! > a[m]!) m = r;
+      if (m === i) break;
+      [a[m], a[i]] = [a[i]!, a[m]!];
+      i = m;
+    }
+  }
+  sorted(): string[] {
+    return [...this.#a].sort();
+  }
 }
 
 /** Live keys with `prefix`, sorted (so that pages are stable). */

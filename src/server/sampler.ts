@@ -9,6 +9,7 @@ import { lstatSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { Cache, CacheStats } from '../index';
 import { attach } from '../cli/attach';
+import { RAW_CODEC } from '../cli/inspect';
 
 /** Seconds of history kept: one hour. */
 export const HISTORY = 3600;
@@ -17,7 +18,7 @@ export const MAX_CACHES = 1000;
 /** A watched segment is verified (read-only: it only reports) at attach, then this often and when its repairs counter moves. */
 const VERIFY_EVERY_MS = 60_000;
 /** ... when it holds at most this many entries (verify() walks the whole segment, synchronously). */
-const VERIFY_UP_TO = 1_000_000;
+const VERIFY_UP_TO = 200_000;
 
 export const RATE_FIELDS = ['hits', 'misses', 'sets', 'deletes', 'evictions', 'expired'] as const;
 export type RateField = (typeof RATE_FIELDS)[number];
@@ -92,7 +93,7 @@ export class Watched {
     if (!this.cache) {
       if (now < this.#retryAt) return this.#push(now, undefined);
       try {
-        this.cache = attach(this.path);
+        this.cache = attach(this.path, { codec: RAW_CODEC });
         this.#dev = st.dev;
         this.#ino = st.ino;
       } catch (err) {

@@ -9,7 +9,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import { entryInfo, entryView, sortedKeys } from '../cli/inspect';
+import { entryInfo, entryView, scanWindow } from '../cli/inspect';
 import { hitRatio } from '../cli/stats';
 import { createMetrics } from './metrics';
 import { CacheSet, describeError, type Watched } from './sampler';
@@ -67,6 +67,10 @@ const SECURITY_HEADERS: Record<string, string> = {
 const MAX_BODY = 16 * 1024;
 const MAX_LIMIT = 1000;
 const KEYS_FRESH_MS = 2000;
+/** Key lists kept at once (each at most MAX_WINDOW keys). */
+const KEY_LISTS = 16;
+/** How deep the keys route pages (offset + limit): beyond, narrow the prefix. */
+const MAX_WINDOW = 100_000;
 
 class HttpError extends Error {
   constructor(
@@ -94,8 +98,37 @@ export function startStatusServer(options: StatusServerOptions): Promise<StatusS
   const registry = createMetrics(caches);
   const tokenHash = sha256(options.token);
   const loopbackOnly = isLoopback(host);
-  /** Sorted keys per cache and prefix, kept for a moment so that paging is cheap and stable. */
-  const keyLists = new Map<string, { prefix: string; at: number; keys: string[] }>();
+  /**
+   * The first n sorted keys per cache and prefix (a bounded window, not
+   * every key), kept for KEYS_FRESH_MS so that paging is cheap and stable;
+   * at most KEY_LISTS of them. A scan runs in slices (scanWindow), and
+   * requests for the same list share one scan.
+   */
+  const keyLists = new Map<string, { at: number; n: number; keys: string[]; total: number }>();
+  const scans = new Map<string, Promise<{ keys: string[]; total: number }>>();
+  const keyWindow = async (w: Watched, prefix: string, n: number): Promise<{ keys: string[]; total: number }> => {
+    const id = `${w.name}\0${prefix}`;
+    const now = Date.now();
+    for (const [k, v] of keyLists) if (now - v.at > KEYS_FRESH_MS) keyLists.delete(k);
+    const have = keyLists.get(id);
+    if (have && have.n >= n) return have;
+    // A window of at least a few pages, so that the next page needs no scan.
+    const want = Math.min(MAX_WINDOW, Math.max(n, 4 * MAX_LIMIT));
+    const scanId = `${id}\0${want}`;
+    let scan = scans.get(scanId);
+    if (!scan) {
+      scan = w.use((cache) => scanWindow(cache, prefix, want)).finally(() => scans.delete(scanId));
+      scans.set(scanId, scan);
+    }
+    const r = await scan;
+    keyLists.delete(id);
+    keyLists.set(id, { at: Date.now(), n: want, ...r });
+    while (keyLists.size > KEY_LISTS) keyLists.delete(keyLists.keys().next().value!);
+    return r;
+  };
+  const forget = (name: string): void => {
+    for (const k of keyLists.keys()) if (k.startsWith(`${name}\0`)) keyLists.delete(k);
+  };
 
   const authorized = (req: IncomingMessage): boolean => {
     const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
@@ -157,23 +190,18 @@ export function startStatusServer(options: StatusServerOptions): Promise<StatusS
     },
     keys: {
       method: 'GET',
-      handle: (w, url) => {
+      handle: async (w, url) => {
         const prefix = url.searchParams.get('prefix') ?? '';
         const limit = intParam(url, 'limit', 50, 1, MAX_LIMIT);
-        const offset = intParam(url, 'offset', 0, 0, Number.MAX_SAFE_INTEGER);
+        const offset = intParam(url, 'offset', 0, 0, MAX_WINDOW - limit);
+        const list = await keyWindow(w, prefix, offset + limit);
         return w.use((cache) => {
-          const now = Date.now();
-          let list = keyLists.get(w.name);
-          if (!list || list.prefix !== prefix || now - list.at > KEYS_FRESH_MS) {
-            list = { prefix, at: now, keys: sortedKeys(cache, prefix) };
-            keyLists.set(w.name, list);
-          }
           const keys = [];
           for (const key of list.keys.slice(offset, offset + limit)) {
             const info = entryInfo(cache, key);
             if (info !== undefined) keys.push({ key, ...info });
           }
-          return { name: w.name, prefix, total: list.keys.length, offset, limit, keys };
+          return { name: w.name, prefix, total: list.total, offset, limit, keys };
         });
       },
     },
@@ -194,7 +222,7 @@ export function startStatusServer(options: StatusServerOptions): Promise<StatusS
         const key = (body as { key?: unknown })?.key;
         if (typeof key !== 'string' || key === '') throw new HttpError(400, 'BAD_PARAMETER', 'Expected a JSON body { "key": "..." }');
         const deleted = w.mutate((cache) => cache.delete(key));
-        keyLists.delete(w.name);
+        forget(w.name);
         return { key, deleted };
       },
     },
@@ -207,7 +235,7 @@ export function startStatusServer(options: StatusServerOptions): Promise<StatusS
           cache.clear();
           return n;
         });
-        keyLists.delete(w.name);
+        forget(w.name);
         return { name: w.name, cleared };
       },
     },
