@@ -1,7 +1,7 @@
 // shmcache serve over a shared folder an attacker writes into: junk files
 // and another tenant's many segments hide nobody, names do not shadow each
 // other, a huge segment does not stall the server, the token is handled.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
@@ -32,7 +32,8 @@ function httpGet(url: string): Promise<{ status: number; json: any; text: string
 describe.runIf(isRoot)('a shared folder', () => {
   test('1000 empty *.shm files and another uid\'s 70 segments hide no one; the per-uid cap holds', async () => {
     const dir = join(tmp.dir, 'shared');
-    mkdirSync(dir);
+    mkdirSync(dir, { mode: 0o755 });
+    chmodSync(tmp.dir, 0o755); // the tenant's files are opened as the tenant
     for (let i = 0; i < 1000; i++) writeFileSync(join(dir, `a${String(i).padStart(4, '0')}.shm`), '');
     const many = await runFixture('cli-many.mjs', [dir, '70', 'b', '12345']);
     expect(many.code, many.stderr).toBe(0);
@@ -131,5 +132,39 @@ describe('tokens', () => {
     }
     const bad = await runCli(['serve', path, '--token', 'has space']);
     expect(bad.code).toBe(2);
+  });
+
+  test('--token-file: a symlink, a file of another uid, a token with whitespace are refused (exit 2); Bearer in any case', async () => {
+    const path = tmp.file('tok2');
+    await seed(path, { entries: [['k', 'v']] });
+    const file = join(tmp.dir, 'token-ok');
+    writeFileSync(file, 'tok-1\n', { mode: 0o600 });
+    const link = join(tmp.dir, 'token-link');
+    symlinkSync(file, link);
+    const spaced = join(tmp.dir, 'token-spaced');
+    writeFileSync(spaced, 'tok 1\n', { mode: 0o600 });
+    const refused = [link, spaced];
+    if (isRoot) {
+      const foreign = join(tmp.dir, 'token-foreign');
+      writeFileSync(foreign, 'tok-2\n', { mode: 0o600 });
+      chownSync(foreign, 12_345, 12_345);
+      refused.push(foreign);
+    }
+    for (const f of refused) {
+      const r = await runCli(['serve', path, '--token-file', f]);
+      expect(r.code, `${f}: ${r.stderr}`).toBe(2);
+    }
+    const serve = await startServe([path, '--token-file', file]);
+    try {
+      const name = path.split('/').pop()!.replace(/\.shm$/, '');
+      const res = await fetch(new URL(`/api/caches/${name}/delete`, serve.url), {
+        method: 'POST',
+        headers: { authorization: 'bEaReR tok-1', 'content-type': 'application/json' },
+        body: JSON.stringify({ key: 'k' }),
+      });
+      expect(res.status).toBe(200);
+    } finally {
+      await serve.stop();
+    }
   });
 });

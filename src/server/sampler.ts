@@ -13,8 +13,10 @@ import { RAW_CODEC } from '../cli/inspect';
 
 /** Seconds of history kept: one hour. */
 export const HISTORY = 3600;
-/** Most segments one server watches (a folder may hold many files). */
-export const MAX_CACHES = 1000;
+/** Most segments of one owner uid that one server lists (a folder may hold many files). */
+export const MAX_PER_UID = 64;
+/** Most files one server tries (listed or not). */
+export const MAX_TRIED = 10_000;
 /** A watched segment is verified (read-only: it only reports) at attach, then this often and when its repairs counter moves. */
 const VERIFY_EVERY_MS = 60_000;
 /** ... when it holds at most this many entries (verify() walks the whole segment, synchronously). */
@@ -57,6 +59,8 @@ export class Watched {
   /** The latest stats(), while the cache is healthy. */
   last: CacheStats | undefined;
   lastAt = 0;
+  /** The file's owner, as the last lstat() said. */
+  uid = -1;
   error: { code: string; message: string } | undefined;
   /** What the last verify() of the (read-only) handle found: it only reports. */
   damage: { ok: boolean; problems: string[]; checkedAt: number } | undefined;
@@ -89,6 +93,7 @@ export class Watched {
       this.#detach();
       return this.#push(now, undefined);
     }
+    this.uid = st.uid;
     if (this.cache && (st.dev !== this.#dev || st.ino !== this.#ino)) this.#detach(); // replaced: attach the new file
     if (!this.cache) {
       if (now < this.#retryAt) return this.#push(now, undefined);
@@ -222,13 +227,23 @@ export function nameOf(path: string): string {
 }
 
 /**
- * The segments of the command line: files, and folders whose `*.shm`
- * files are scanned again at every sample (one cache per tenant).
+ * The segments of the command line: files (always listed), and folders
+ * whose `*.shm` files are scanned again at every sample (one cache per
+ * tenant). A scanned file is listed once it has attached (a valid
+ * segment): junk files cost an attach now and then and hide no one. At
+ * most MAX_PER_UID listed segments per owner uid, so that one tenant's
+ * files cannot crowd out the others'. A name found in two places is
+ * qualified with its folder (the path without `.shm`) for both; the names
+ * `.` and `..` (files `..shm`, `...shm`) are refused.
  */
 export class CacheSet {
   readonly #files: string[] = [];
   readonly #dirs: string[] = [];
+  /** By path: every segment tried, listed or not yet. */
   readonly #watched = new Map<string, Watched>();
+  /** By name: the listed ones. */
+  #byName = new Map<string, Watched>();
+  readonly #listed = new Set<Watched>();
   readonly #warned = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
   #warn: (message: string) => void;
@@ -243,30 +258,17 @@ export class CacheSet {
       } catch {}
       (isDir ? this.#dirs : this.#files).push(p);
     }
-    for (const f of this.#files) this.#add(new Watched(f, false));
+    this.#scan();
   }
 
-  #add(w: Watched): void {
-    const other = this.#watched.get(w.name);
-    if (other !== undefined) {
-      if (other.path !== w.path && !this.#warned.has(w.path)) {
-        this.#warned.add(w.path);
-        this.#warn(`skipping ${w.path}: the name "${w.name}" is taken by ${other.path}`);
-      }
-      return;
-    }
-    if (this.#watched.size >= MAX_CACHES) {
-      if (!this.#warned.has('max')) {
-        this.#warned.add('max');
-        this.#warn(`watching at most ${MAX_CACHES} segments; skipping the rest`);
-      }
-      return;
-    }
-    this.#watched.set(w.name, w);
+  #warnOnce(key: string, message: string): void {
+    if (this.#warned.has(key)) return;
+    this.#warned.add(key);
+    this.#warn(message);
   }
 
   #scan(): void {
-    const seen = new Set<string>();
+    const found: { path: string; scanned: boolean }[] = this.#files.map((path) => ({ path, scanned: false }));
     for (const dir of this.#dirs) {
       let names: string[];
       try {
@@ -275,32 +277,71 @@ export class CacheSet {
           .map((d) => d.name)
           .sort();
       } catch (err) {
-        const key = `dir:${dir}`;
-        if (!this.#warned.has(key)) {
-          this.#warned.add(key);
-          this.#warn(`cannot list ${dir}: ${describeError(err).message}`);
-        }
+        this.#warnOnce(`dir:${dir}`, `cannot list ${dir}: ${describeError(err).message}`);
         continue;
       }
       for (const n of names) {
-        const path = join(dir, n);
-        seen.add(path);
-        const w = this.#watched.get(nameOf(path));
-        if (w === undefined) this.#add(new Watched(path, true));
+        if (found.length >= MAX_TRIED) {
+          this.#warnOnce('max', `trying at most ${MAX_TRIED} files; skipping the rest`);
+          break;
+        }
+        found.push({ path: join(dir, n), scanned: true });
       }
     }
-    for (const [name, w] of this.#watched) {
-      if (w.scanned && !seen.has(w.path)) {
+    const counts = new Map<string, number>();
+    for (const f of found) counts.set(nameOf(f.path), (counts.get(nameOf(f.path)) ?? 0) + 1);
+    const seen = new Set<string>();
+    for (const f of found) {
+      if (seen.has(f.path)) continue;
+      seen.add(f.path);
+      const base = nameOf(f.path);
+      if (base === '.' || base === '..' || base === '') {
+        this.#warnOnce(`name:${f.path}`, `skipping ${f.path}: its name "${base}" cannot be served`);
+        continue;
+      }
+      const name = counts.get(base)! > 1 ? f.path.replace(/\.shm$/, '') : base;
+      if (counts.get(base)! > 1) this.#warnOnce(`dup:${f.path}`, `the name "${base}" is taken by more than one file: ${f.path} is served as "${name}"`);
+      const w = this.#watched.get(f.path);
+      if (w !== undefined && w.name === name) continue;
+      if (w !== undefined) w.close();
+      this.#watched.set(f.path, new Watched(f.path, f.scanned, name));
+    }
+    for (const [path, w] of this.#watched) {
+      if (!seen.has(path)) {
         w.close();
-        this.#watched.delete(name);
+        this.#watched.delete(path);
       }
     }
+  }
+
+  /** The listed ones: command-line files, and scanned files that attached, within the per-uid cap. */
+  #relist(): void {
+    for (const w of this.#listed) if (!this.#watched.has(w.path) || this.#watched.get(w.path) !== w) this.#listed.delete(w);
+    const perUid = new Map<number, number>();
+    for (const w of this.#listed) if (w.scanned) perUid.set(w.uid, (perUid.get(w.uid) ?? 0) + 1);
+    for (const w of this.#watched.values()) {
+      if (this.#listed.has(w)) continue;
+      if (!w.scanned) {
+        this.#listed.add(w);
+        continue;
+      }
+      if (w.lastAt === 0) continue; // never attached: not listed, not counted
+      const n = perUid.get(w.uid) ?? 0;
+      if (n >= MAX_PER_UID) {
+        this.#warnOnce(`uid:${w.uid}`, `watching at most ${MAX_PER_UID} segments of uid ${w.uid}; skipping the rest`);
+        continue;
+      }
+      perUid.set(w.uid, n + 1);
+      this.#listed.add(w);
+    }
+    this.#byName = new Map([...this.#listed].map((w) => [w.name, w]));
   }
 
   /** Scans the folders and samples every segment. */
   tick(now = Date.now()): void {
     this.#scan();
     for (const w of this.#watched.values()) w.sample(now);
+    this.#relist();
   }
 
   /** Samples now, then once a second. */
@@ -310,11 +351,11 @@ export class CacheSet {
   }
 
   list(): Watched[] {
-    return [...this.#watched.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return [...this.#listed].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
   get(name: string): Watched | undefined {
-    return this.#watched.get(name);
+    return this.#byName.get(name);
   }
 
   close(): void {

@@ -131,7 +131,7 @@ export function startStatusServer(options: StatusServerOptions): Promise<StatusS
   };
 
   const authorized = (req: IncomingMessage): boolean => {
-    const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
+    const m = /^bearer +(\S+)$/i.exec(req.headers.authorization ?? ''); // the scheme is case-insensitive (RFC 9110)
     // Hashes of equal length: the comparison takes the same time whatever
     // the token's length or how much of it matches.
     return m !== null && timingSafeEqual(sha256(m[1]!), tokenHash);
