@@ -175,3 +175,35 @@ describe('hostile values cost little to look at', () => {
   });
 });
 
+
+describe('control and bidi characters', () => {
+  test('keys --json and get --json escape bidi controls; /metrics drops control characters from cache names', async () => {
+    const path = await hostile('bidi');
+    const keys = await runCli(['keys', path, '--json']);
+    const get = await runCli(['get', path, 'bidi-string', '--json']);
+    for (const out of [keys.stdout, get.stdout]) {
+      expect(out).not.toMatch(/[\u202a-\u202e\u2066-\u2069\u200e\u200f]/);
+      expect(out).toContain('\\u202e');
+    }
+    expect(JSON.parse(get.stdout).value).toBe('safe\u202eevil');
+    const dir = join(path, '..', 'esc-dir');
+    require('node:fs').mkdirSync(dir);
+    await seed(join(dir, 'x\x1b]0;pwned\x07"q\\.shm'), { entries: [['k', 'v']] });
+    const serve = await startServe([dir]);
+    try {
+      const m = await (async () => {
+        for (let i = 0; i < 50; i++) {
+          const r = await httpGet(new URL('/metrics', serve.url).toString());
+          if (r.text.includes('shmcache_up{')) return r.text;
+          await new Promise((res) => setTimeout(res, 100));
+        }
+        return '';
+      })();
+      expect(m).toContain('shmcache_up{');
+      expect(m).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/); // eslint-disable-line no-control-regex
+      expect(m).toContain('\\"q\\\\');
+    } finally {
+      await serve.stop();
+    }
+  });
+});

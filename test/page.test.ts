@@ -127,7 +127,7 @@ test.runIf(existsSync(CHROMIUM))('the status page in chromium', async () => {
   await expect.poll(() => page.textContent('#rows')).toContain('No key starts with this prefix.');
   const confirms = dialogs.filter((d) => d.type === 'confirm');
   expect(confirms).toHaveLength(2);
-  expect(confirms[0]!.message).toContain('find:me:42');
+  expect(confirms[0]!.message).toContain('"find:me:42"'); // quoted: a key cannot reword the dialog
 
   // Paging through the rest.
   await page.fill('#prefix', 'page:');
@@ -163,6 +163,10 @@ test.runIf(existsSync(CHROMIUM))('the status page in chromium', async () => {
   await page.evaluate(() => (globalThis as any).scrollTo(0, 0)); // a reload keeps the scroll position
   await page.screenshot({ path: join(shots, 'status-page-phone.png'), fullPage: false });
   for (const f of ['status-page.png', 'status-page-phone.png']) expect(statSync(join(shots, f)).size).toBeGreaterThan(10_000);
+
+  // A malformed location hash: no page error, the first cache shown.
+  await page.goto(serve.url + '#%E0%A4%A');
+  await expect.poll(() => page.textContent('#cache-name')).toBe('site-a');
 
   expect(dialogs.filter((d) => d.type !== 'confirm')).toEqual([]); // no alert fired
   expect(problems).toEqual([]);

@@ -36,26 +36,38 @@ function ownerOf(path: string): { uid: number; gid: number } | undefined {
   }
 }
 
-/** Runs `fn` with effective uid `uid` and gid `gid` when we may switch to them; as we are otherwise. */
+/**
+ * Runs `fn` with effective uid `uid`, gid `gid` and no supplementary groups
+ * (root's stay out of the tenant's open()) when we may switch to them; as
+ * we are otherwise. Whatever may do this (root, or CAP_SETUID +
+ * CAP_SETGID) is root-equivalent: it could become any user.
+ */
 function asUser<T>(uid: number, gid: number, fn: () => T): T {
   const euid = process.geteuid!();
   const egid = process.getegid!();
   if (uid === euid) return fn();
+  const groups = process.getgroups!();
   try {
-    process.setegid!(gid);
+    process.setgroups!([]);
   } catch {
     return fn(); // not privileged: the core refuses the foreign file (PERMISSION)
   }
   try {
+    process.setegid!(gid);
+  } catch {
+    restore(euid, egid, groups);
+    return fn();
+  }
+  try {
     process.seteuid!(uid);
   } catch {
-    restore(euid, egid);
+    restore(euid, egid, groups);
     return fn();
   }
   try {
     return fn();
   } finally {
-    restore(euid, egid);
+    restore(euid, egid, groups);
   }
 }
 
@@ -65,10 +77,11 @@ export function asOwnerOf<T>(path: string, fn: () => T): T {
   return owner === undefined ? fn() : asUser(owner.uid, owner.gid, fn); // missing: the core says so, naming the path
 }
 
-function restore(euid: number, egid: number): void {
+function restore(euid: number, egid: number, groups: number[]): void {
   try {
-    process.seteuid!(euid); // first: it brings back the right to set the gid
+    process.seteuid!(euid); // first: it brings back the right to set the gid and the groups
     process.setegid!(egid);
+    process.setgroups!(groups);
   } catch (err) {
     // Never go on running as a tenant.
     process.stderr.write(`shmcache: cannot take back uid ${euid} / gid ${egid}: ${(err as Error).message}\n`);

@@ -94,9 +94,18 @@ export function visible(s: string, keepNewlines = false): string {
   });
 }
 
-/** JSON with the C1 controls and DEL escaped too (JSON.stringify leaves them raw). */
+/** JSON with DEL, the C1 controls and the bidi controls escaped too (JSON.stringify leaves them raw). */
 export function json(value: unknown, indent = 2): string {
-  return JSON.stringify(value, jsonSafe, indent).replace(/[\x7f-\x9f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(value, jsonSafe, indent).replace(/[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/**
+ * A Prometheus label value: control characters (but newline, which the
+ * exposition format escapes) and the bidi controls written as escapes
+ * (`\x1b`), so a cache name cannot reach a terminal or a log raw.
+ */
+export function labelSafe(s: string): string {
+  return s.split('\n').map((part) => visible(part)).join('\n');
 }
 
 /** A JSON.stringify replacer for what the v8 codec can store: bigint, Map, Set, Buffer. */

@@ -12,6 +12,7 @@
  */
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { CacheStats } from '../index';
+import { labelSafe } from '../cli/format';
 import type { CacheSet } from './sampler';
 
 const COUNTERS: [keyof CacheStats, string][] = [
@@ -41,7 +42,7 @@ export function createMetrics(caches: CacheSet): Registry {
       registers: [registry],
       collect() {
         this.reset();
-        for (const w of caches.list()) if (w.last) this.inc({ cache: w.name }, w.last[field] as number);
+        for (const w of caches.list()) if (w.last) this.inc({ cache: labelSafe(w.name) }, w.last[field] as number);
       },
     });
   }
@@ -53,7 +54,7 @@ export function createMetrics(caches: CacheSet): Registry {
       registers: [registry],
       collect() {
         this.reset();
-        for (const w of caches.list()) if (w.last) this.set({ cache: w.name }, value(w.last));
+        for (const w of caches.list()) if (w.last) this.set({ cache: labelSafe(w.name) }, value(w.last));
       },
     });
   }
@@ -64,7 +65,7 @@ export function createMetrics(caches: CacheSet): Registry {
     registers: [registry],
     collect() {
       this.reset();
-      for (const w of caches.list()) this.set({ cache: w.name }, w.last ? 1 : 0);
+      for (const w of caches.list()) this.set({ cache: labelSafe(w.name) }, w.last ? 1 : 0);
     },
   });
   return registry;

@@ -98,6 +98,7 @@ export function startStatusServer(options: StatusServerOptions): Promise<StatusS
   const registry = createMetrics(caches);
   const tokenHash = sha256(options.token);
   const loopbackOnly = isLoopback(host);
+  const configuredHost = host.replace(/^\[|\]$/g, '').toLowerCase();
   /**
    * The first n sorted keys per cache and prefix (a bounded window, not
    * every key), kept for KEYS_FRESH_MS so that paging is cheap and stable;
@@ -255,6 +256,11 @@ export function startStatusServer(options: StatusServerOptions): Promise<StatusS
     const hostHeader = req.headers.host ?? '';
     const hostname = hostHeader.replace(/:\d+$/, '');
     if (loopbackOnly && !isLoopback(hostname)) throw new HttpError(403, 'BAD_HOST', 'this server answers only to a loopback host name');
+    // Bound elsewhere: the configured host, a loopback name, or an IP
+    // address (a rebound name is a name, never an address literal).
+    if (!loopbackOnly && !isLoopback(hostname) && hostname.toLowerCase() !== configuredHost && isIP(hostname.replace(/^\[|\]$/g, '')) === 0) {
+      throw new HttpError(403, 'BAD_HOST', 'this server answers only to its --host name, an IP address or a loopback name');
+    }
     const url = new URL(req.url ?? '/', 'http://localhost');
     const parts = url.pathname.split('/').slice(1);
     let segments: string[];

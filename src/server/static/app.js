@@ -72,6 +72,12 @@
     m.textContent = text;
   }
 
+  /** Text for a confirm() dialog: quoted, control and bidi characters (which could reword the dialog) as escapes. */
+  function quoted(s) {
+    // eslint-disable-next-line no-control-regex -- matching them is the point
+    return JSON.stringify(String(s)).replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+  }
+
   // ---------- API ----------
   const token = () => sessionStorage.getItem(TOKEN_KEY) || '';
   async function api(path, options) {
@@ -129,7 +135,12 @@
       ),
     );
     if (state.caches.length === 0) cacheError('No caches: no segment file found yet.');
-    const wanted = decodeURIComponent(location.hash.slice(1));
+    let wanted = '';
+    try {
+      wanted = decodeURIComponent(location.hash.slice(1));
+    } catch {
+      /* a malformed hash (#%E0%A4%A): no cache asked for */
+    }
     if (!state.name || !state.caches.some((c) => c.name === state.name)) {
       const first = state.caches.find((c) => c.name === wanted) || state.caches[0];
       if (first) select(first.name);
@@ -389,7 +400,7 @@
   $('delete').addEventListener('click', async () => {
     const key = state.entryKey;
     if (key === null) return;
-    if (!confirm('Delete this entry from ' + state.name + '?\n\n' + key)) return;
+    if (!confirm('Delete this entry from ' + quoted(state.name) + '?\n\nkey: ' + quoted(key))) return;
     try {
       const r = await post('delete', { key });
       message(r.deleted ? 'Deleted.' : 'It was already gone.', 'info');
@@ -402,7 +413,7 @@
 
   $('clear').addEventListener('click', async () => {
     if (!state.name) return;
-    if (!confirm('Clear every entry of ' + state.name + '?')) return;
+    if (!confirm('Clear every entry of ' + quoted(state.name) + '?')) return;
     try {
       const r = await post('clear');
       message('Cleared ' + count(r.cleared) + ' entries.', 'info');
