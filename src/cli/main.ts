@@ -140,9 +140,18 @@ if (require.main === module) {
     if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
     throw err;
   });
+  const command = process.argv[2];
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;
+      // A command that is done ends the process once its output is out,
+      // whatever timer a sampler may still hold (a re-attach backoff kept
+      // `watch` alive for seconds after q). `serve` ends when its server does.
+      if (command !== 'serve') {
+        const end = (): never => process.exit(code);
+        if (process.stdout.writableLength === 0) end();
+        else process.stdout.once('drain', end);
+      }
     },
     (err: unknown) => {
       process.stderr.write(`shmcache: ${String((err as Error)?.stack ?? err)}\n`);

@@ -37,6 +37,8 @@ export function watchCommand(path: string, opts: WatchOptions): Promise<number> 
         process.stdout.write('\x1b[?25h\x1b[?1049l'); // cursor back, main screen back
         if (process.stdin.isTTY) process.stdin.setRawMode(false);
         process.stdin.pause();
+        // A TTY stdin that was resumed keeps the process alive even paused.
+        (process.stdin as unknown as { unref?: () => void }).unref?.();
       }
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
