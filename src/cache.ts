@@ -4,7 +4,7 @@ import type { NativeCache } from './binding';
 import { nowMs } from './clock';
 import type { Codec } from './codecs';
 import { v8Codec } from './codecs';
-import { MISS, MsgpackCodec, msgpackCodec, TAG as MSGPACK_TAG, type StructureStore } from './msgpack';
+import { entryKey, MISS, MsgpackCodec, msgpackCodec, POINTER_KEY, TAG as MSGPACK_TAG, type StructureStore } from './msgpack';
 import { invalid, ShmCacheError } from './errors';
 import { makesItsFolder, openSegment } from './open';
 import { parseTtl, resolveOptions, type CacheOptions, type ResolvedOptions } from './options';
@@ -40,7 +40,10 @@ export interface CacheStats {
   size: number;
   /** Bytes held by live entries (headers, keys and values). */
   used: number;
-  /** Entries stored (some may have expired and not been reclaimed yet). */
+  /**
+   * Entries stored (some may have expired and not been reclaimed yet), not
+   * counting shmcache's own under `"\0shmcache/"` (as `size`).
+   */
   entries: number;
   hits: number;
   misses: number;
@@ -128,6 +131,8 @@ const utf8 = new TextEncoder();
  * leave them out.
  */
 const RESERVED = '\0shmcache/';
+/** The Redis tier's machine id (src/redis/local.ts, MACHINE_KEY): the one reserved key outside the codec. */
+export const REDIS_MACHINE_KEY = '\0shmcache/redis machine';
 const RESERVED_BYTES = Buffer.from(RESERVED, 'utf8');
 function isReserved(buffer: Buffer, at: number, length: number): boolean {
   return length >= RESERVED_BYTES.length && buffer.compare(RESERVED_BYTES, 0, RESERVED_BYTES.length, at, at + RESERVED_BYTES.length) === 0;
@@ -321,10 +326,40 @@ export class Cache<V = unknown> {
 
   /**
    * Entries stored, as `stats().entries` (like `Map.size`, it may count
-   * expired entries not reclaimed yet). Opens the segment on first use.
+   * expired entries not reclaimed yet), not counting shmcache's own entries
+   * under `"\0shmcache/"` (see #reservedCount). Opens the segment on first use.
    */
   get size(): number {
-    return this.#handle().count();
+    const native = this.#handle();
+    return Math.max(0, native.count() - this.#reservedCount());
+  }
+
+  /**
+   * How many of the segment's entries are shmcache's own, found by looking
+   * up the few keys they can have (no scan): the msgpack codec's version
+   * pointer, the list of that version and of the one before (what a writer
+   * that died between the two steps of a save leaves), and the Redis tier's
+   * machine id. A list whose pointer was evicted or dropped is not found
+   * (it stays counted until it is evicted too).
+   */
+  #reservedCount(): number {
+    let n = 0;
+    const v = this.#peekRaw(POINTER_KEY);
+    if (v !== undefined) {
+      n++;
+      if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 1) {
+        if (this.#hasRaw(entryKey(v))) n++;
+        if (v > 1 && this.#hasRaw(entryKey(v - 1))) n++;
+      }
+    }
+    if (this.#hasRaw(REDIS_MACHINE_KEY)) n++;
+    return n;
+  }
+
+  /** has() in the segment only (reserved keys are never memoized). */
+  #hasRaw(key: string): boolean {
+    const klen = this.#writeKey(key);
+    return this.#handle().has(klen);
   }
 
   /** The segment's size in bytes once open; before that, the size a new segment would get. */
@@ -1201,6 +1236,8 @@ export class Cache<V = unknown> {
   /** Counters and sizes of the segment, summed over every process. */
   stats(): CacheStats {
     const s = this.#handle().stats();
+    // Not shmcache's own entries, as `size`.
+    s.entries = Math.max(0, (s.entries ?? 0) - this.#reservedCount());
     return { path: this.#absolutePath!, ...s } as unknown as CacheStats;
   }
 

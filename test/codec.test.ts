@@ -175,6 +175,54 @@ describe('shared record structures', () => {
     expect(other.get('o2')).toEqual({ a: 3, b: 4 });
   });
 
+  test('size and stats().entries count the entries you stored, not the reserved ones', () => {
+    const c = cache(tmp.file());
+    expect(c.size).toBe(0);
+    c.set('a', { id: 1, name: 'one', at: new Date(1) });
+    c.set('b', { id: 2, tags: new Map([['x', 1]]) });
+    c.set('c', [{ id: 3 }, { id: 4, more: true }]);
+    expect(c.keys('\0shmcache/').length).toBeGreaterThanOrEqual(2); // the pointer and its list
+    expect(c.size).toBe(3);
+    expect(c.stats().entries).toBe(3);
+    expect(c.keys().sort()).toEqual(['a', 'b', 'c']);
+    expect([...c.entries()].map(([k]) => k).sort()).toEqual(['a', 'b', 'c']);
+    // Another handle (it loads the structures, adds some) counts the same.
+    const other = cache(c.path);
+    other.set('d', { fresh: 1, shape: 2 });
+    expect(other.size).toBe(4);
+    expect(c.size).toBe(4);
+    expect(other.stats().entries).toBe(4);
+    c.delete('d');
+    expect(c.size).toBe(3);
+    // A read-only handle counts the same.
+    const ro = cache(c.path, { readOnly: true });
+    expect(ro.size).toBe(3);
+    expect(ro.stats().entries).toBe(3);
+  });
+
+  test('size leaves out what a save that died half-way leaves (the pointer moved, the old list still there)', () => {
+    const c = cache(tmp.file());
+    c.set('a', { x: 1 });
+    const v = c.get(POINTER) as number;
+    expect(c.has(`${POINTER}/${v}`)).toBe(true);
+    // Claimed version v + 1, died before writing its list and dropping v's.
+    expect(c.cas(POINTER, v, v + 1)).toBe(true);
+    expect(c.size).toBe(1);
+    expect(c.stats().entries).toBe(1);
+  });
+
+  test("size leaves out the Redis tier's machine id", async () => {
+    const { MACHINE_KEY } = await import('../dist/redis/local.js');
+    const c = cache(tmp.file(), { codec: 'v8' });
+    c.set('k', 1);
+    c.set(MACHINE_KEY, 'abc binding'); // as the tier does
+    expect(c.keys()).toEqual(['k']);
+    expect(c.size).toBe(1);
+    expect(c.stats().entries).toBe(1);
+    c.set('o', { a: 1 });
+    expect(c.size).toBe(2);
+  });
+
   test('after clear(), a handle still holding the old structures never decodes against the new ones', () => {
     const path = tmp.file();
     const a = cache(path);
