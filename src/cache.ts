@@ -137,6 +137,19 @@ const RESERVED_BYTES = Buffer.from(RESERVED, 'utf8');
 function isReserved(buffer: Buffer, at: number, length: number): boolean {
   return length >= RESERVED_BYTES.length && buffer.compare(RESERVED_BYTES, 0, RESERVED_BYTES.length, at, at + RESERVED_BYTES.length) === 0;
 }
+/** See configuredCodec(). */
+let codecOption: (cache: Cache<any>) => Codec<any>;
+
+/**
+ * The codec a cache was configured with, as the `codec` option resolved it:
+ * for `'msgpack'` the shared segment-free instance (its values define their
+ * records inline), not the handle's own (whose values name structures kept
+ * in its segment). The Redis tier encodes its wire values with it.
+ */
+export function configuredCodec<V>(cache: Cache<V>): Codec<V> {
+  return codecOption(cache) as Codec<V>;
+}
+
 /** The keys of getMany() and deleteMany() as an array: any iterable but a string (its characters are not keys). */
 function keyList(keys: Iterable<string>): readonly string[] {
   if (keys === null || typeof keys !== 'object' || typeof (keys as Iterable<string>)[Symbol.iterator] !== 'function' || keys instanceof String) {
@@ -213,6 +226,10 @@ const REMEMBER_OPTIONS = ['ttl', 'wait'] as const;
  * @typeParam V the type of the values this cache stores.
  */
 export class Cache<V = unknown> {
+  static {
+    codecOption = (cache) => cache.#options.codec;
+  }
+
   readonly #options: ResolvedOptions<V>;
   readonly #codec: Codec<V>;
   #native: NativeCache | undefined;

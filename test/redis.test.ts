@@ -161,6 +161,61 @@ describe.skipIf(!hasRedis)('shmcache/redis, standalone', () => {
     expect((await rejects(b.get('foreign'))).code).toBe('ERR_SHMCACHE_CORRUPT');
   });
 
+  it("codec 'msgpack': values carry their records to Redis, so a machine whose segment shares other structures reads them", async () => {
+    const opts = { prefix: 'mp:' };
+    // Machine B's segment already shares structures of its own (other ids for other shapes).
+    const bLocal = new Cache<any>({ path: tmp.file('mp-b'), size: '4MB', stamp: false, codec: 'msgpack' });
+    for (let i = 0; i < 8; i++) bLocal.set(`own${i}`, { [`b${i}`]: i, other: [i] });
+    const a = tier({ ...opts, local: { path: tmp.file('mp-a'), size: '4MB', stamp: false, codec: 'msgpack' } });
+    const b = tier({ ...opts, local: bLocal }); // codec omitted: the Cache's ('msgpack')
+    const v8Machine = tier({ ...opts, local: { path: tmp.file('mp-v8'), size: '4MB', stamp: false, codec: 'v8' } });
+    const named = tier({ ...opts, local: new Cache({ path: tmp.file('mp-named'), size: '4MB', stamp: false, codec: 'msgpack' }), codec: 'msgpack' });
+    await Promise.all([a.ready(), b.ready(), v8Machine.ready(), named.ready()]);
+    const value = {
+      when: new Date(1_700_000_000_123),
+      m: new Map<string, unknown>([['k', { at: new Date(5), n: 1n }], ['s', new Set([1, 'x'])]]),
+      rows: Array.from({ length: 5 }, (_, i) => ({ id: i, name: `r${i}`, seen: new Date(i) })),
+    };
+    await a.set('obj', value);
+    const raw = client({});
+    const bytes = (await raw.getBuffer('mp:obj'))!;
+    expect(bytes[0]).toBe(4); // codec bytes
+    expect(bytes[1]).toBe(0xc1); // msgpack
+    expect(bytes[2] | (bytes[3]! << 8)).toBe(0); // no shared structures named: self-contained
+    for (const t of [b, v8Machine, named]) {
+      expect(await t.get('obj')).toEqual(value); // from Redis
+      expect(await t.get('obj')).toEqual(value); // from its L1
+    }
+    expect(b.local.size).toBeGreaterThan(8);
+    for (let i = 0; i < 8; i++) expect(bLocal.get(`own${i}`)).toEqual({ [`b${i}`]: i, other: [i] });
+    // The other way: B's values, encoded in its L1 against its structures, reach A whole.
+    await b.set('fromB', { b0: 'x', other: [new Date(7)], extra: new Map([[1, 2]]) });
+    expect(await a.get('fromB')).toEqual({ b0: 'x', other: [new Date(7)], extra: new Map([[1, 2]]) });
+    // A machine on 'v8' writes v8 bytes; msgpack machines read them.
+    await v8Machine.set('fromV8', value);
+    expect((await raw.getBuffer('mp:fromV8'))![1]).toBe(0xff);
+    expect(await a.get('fromV8')).toEqual(value);
+    expect(await b.get('fromV8')).toEqual(value);
+    // msgpack bytes that name shared structures: no tier writes them, CORRUPT rather than a miss.
+    await raw.set('mp:named', Buffer.from([4, 0xc1, 1, 0, 0, 0, 0, 0, 0x40]));
+    expect((await rejects(a.get('named'))).code).toBe('ERR_SHMCACHE_CORRUPT');
+  });
+
+  it("the codec defaults to the L1's; 'msgpack' is accepted beside an open Cache", async () => {
+    const raw = client({});
+    const fromOptions = tier({ prefix: 'dc:', local: { path: tmp.file('dc-o'), size: '4MB', stamp: false } });
+    await fromOptions.set('o', { a: 1 });
+    expect((await raw.getBuffer('dc:o'))![1]).toBe(0xff); // the Cache's default, 'v8'
+    const jsonCache = tier({ prefix: 'dc:', local: new Cache({ path: tmp.file('dc-j'), size: '4MB', stamp: false, codec: 'json' }) });
+    await jsonCache.set('j', { a: 2 });
+    expect((await raw.getBuffer('dc:j'))!.subarray(1).toString()).toBe('{"a":2}');
+    const v8Cache = tier({ prefix: 'dc:', local: new Cache({ path: tmp.file('dc-v'), size: '4MB', stamp: false, codec: 'v8' }) });
+    await v8Cache.set('v', { a: 3 });
+    expect((await raw.getBuffer('dc:v'))![1]).toBe(0xff);
+    expect(await fromOptions.get('v')).toEqual({ a: 3 });
+    expect(await v8Cache.get('o')).toEqual({ a: 1 });
+  });
+
   it("an L1 copy gets the TTL Redis has left, capped at localTtl", async () => {
     const a = tier({ localTtl: 5000 });
     const b = tier({ localTtl: 5000 });

@@ -1,6 +1,7 @@
 import type { Cluster, Redis } from 'ioredis';
-import { Cache } from '../cache';
+import { Cache, configuredCodec } from '../cache';
 import { jsonCodec, v8Codec, type Codec } from '../codecs';
+import { MISS, msgpackCodec, TAG as MSGPACK_TAG } from '../msgpack';
 import { invalid, ShmCacheError } from '../errors';
 import type { CacheOptions } from '../options';
 import { parseTtl } from '../options';
@@ -44,9 +45,12 @@ export interface TieredCacheOptions<V = unknown> {
   /**
    * How values other than strings, numbers and byte arrays are encoded in
    * Redis: it must be the L1's codec. Only when `local` is an open `Cache`
-   * (from `CacheOptions` the tier takes their `codec`). Default `'v8'`.
+   * (from `CacheOptions` the tier takes their `codec`). `'msgpack'` values
+   * sent to Redis carry their record structures (another machine's segment
+   * shares other ones). Default: the L1's codec (`'msgpack'` unless it was
+   * given another).
    */
-  codec?: 'v8' | 'json' | Codec<V>;
+  codec?: 'msgpack' | 'v8' | 'json' | Codec<V>;
 }
 
 export interface ResolvedTierOptions<V> {
@@ -72,8 +76,31 @@ function positive(value: unknown, name: string): number {
   return n;
 }
 
+/**
+ * 'msgpack' on the wire: the segment-free codec, whose values define their
+ * records inline (the L1's codec shares structures through its segment, and
+ * another machine's segment has other ones). It reads v8 values too.
+ */
+const msgpackWire: Codec<unknown> = {
+  encode: (value) => msgpackCodec.encode(value),
+  decode(bytes) {
+    const value = msgpackCodec.decode(bytes);
+    // Only a value naming shared structures decodes to MISS here: no tier writes one.
+    if (value === MISS) throw new Error('a msgpack value that refers to record structures of a segment');
+    return value;
+  },
+};
+
+/** 'v8' on the wire: writes v8, reads msgpack values too (a machine left on the other codec; the first byte tells them apart). */
+const v8Wire: Codec<unknown> = {
+  encode: (value) => v8Codec.encode(value),
+  decode: (bytes) => (bytes[0] === MSGPACK_TAG ? msgpackWire.decode(bytes) : v8Codec.decode(bytes)),
+};
+
+/** The wire codec for a `codec` option, or for the codec a Cache was configured with. */
 function codecOf<V>(value: unknown): Codec<V> {
-  if (value === undefined || value === 'v8') return v8Codec as Codec<V>;
+  if (value === 'msgpack' || value === msgpackCodec) return msgpackWire as Codec<V>;
+  if (value === 'v8' || value === v8Codec) return v8Wire as Codec<V>;
   if (value === 'json') return jsonCodec as Codec<V>;
   if (
     typeof value === 'object' &&
@@ -83,7 +110,7 @@ function codecOf<V>(value: unknown): Codec<V> {
   ) {
     return value as Codec<V>;
   }
-  throw invalid('ERR_SHMCACHE_INVALID_OPTION', "'v8', 'json' or an object with encode and decode", 'codec', value);
+  throw invalid('ERR_SHMCACHE_INVALID_OPTION', "'msgpack', 'v8', 'json' or an object with encode and decode", 'codec', value);
 }
 
 function isClient(value: unknown): value is Redis | Cluster {
@@ -135,7 +162,7 @@ export function resolveTierOptions<V>(options: unknown): ResolvedTierOptions<V> 
   if (o.local instanceof Cache) {
     local = o.local as Cache<V>;
     ownsLocal = false;
-    codec = codecOf<V>(o.codec);
+    codec = codecOf<V>(o.codec === undefined ? configuredCodec(local) : o.codec);
   } else if (typeof o.local === 'object' && o.local !== null) {
     if (o.codec !== undefined) {
       throw new ShmCacheError(
@@ -143,8 +170,8 @@ export function resolveTierOptions<V>(options: unknown): ResolvedTierOptions<V> 
         'Expected codec in the local options, not beside them (the L1 and Redis use the same codec)',
       );
     }
-    codec = codecOf<V>((o.local as CacheOptions<V>).codec);
     local = new Cache<V>(o.local as CacheOptions<V>); // validates them
+    codec = codecOf<V>(configuredCodec(local));
     ownsLocal = true;
   } else {
     throw invalid('ERR_SHMCACHE_INVALID_OPTION', 'Cache options or an open Cache', 'local', o.local);
