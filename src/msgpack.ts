@@ -70,6 +70,7 @@ function fnv(h: number, s: string): number {
  * what it cannot clone).
  */
 export function sameAsV8(value: unknown): boolean {
+  budget = SHALLOW_NODES;
   try {
     return walk(value, 0, undefined);
   } catch (e) {
@@ -79,6 +80,14 @@ export function sameAsV8(value: unknown): boolean {
 }
 
 const DEEP = Symbol('deep');
+/**
+ * Objects the walk without a cycle check visits before it starts over with
+ * one: a value that shares references (a DAG, `Array(50).fill(inner)`) has
+ * exponentially more paths than objects, and only the checked walk visits
+ * each object once.
+ */
+const SHALLOW_NODES = 10_000;
+let budget = 0;
 const OBJECT_PROTO = Object.prototype;
 
 function walk(v: unknown, depth: number, seen: Set<object> | undefined): boolean {
@@ -100,7 +109,7 @@ function walk(v: unknown, depth: number, seen: Set<object> | undefined): boolean
   const o = v as object;
   // Shallow values need no cycle check; deep ones start over with one.
   if (seen === undefined) {
-    if (depth > 24) throw DEEP;
+    if (depth > 24 || --budget < 0) throw DEEP;
   } else {
     if (seen.has(o)) return true;
     seen.add(o);

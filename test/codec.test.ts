@@ -158,6 +158,37 @@ describe('round trips: everything v8 does, both ways', () => {
   });
 });
 
+describe('values that share references', () => {
+  test('a DAG and nested Array.fill() arrays (exponentially many paths) are checked and stored quickly, shared', () => {
+    const c = cache(tmp.file());
+    let dag: any = { leaf: 1 };
+    for (let l = 0; l < 6; l++) {
+      const o: any = {};
+      for (let i = 0; i < 60; i++) o['k' + i] = dag;
+      dag = o;
+    }
+    let arrays: any = [1];
+    for (let l = 0; l < 7; l++) arrays = Array(50).fill(arrays);
+    let negzero: any = { z: -0 };
+    for (let l = 0; l < 30; l++) negzero = { a: negzero, b: negzero };
+    const started = Date.now();
+    c.set('dag', dag);
+    c.set('arrays', arrays);
+    c.set('negzero', negzero); // stored with v8: -0 deep inside
+    const d = c.get('dag');
+    expect(d.k0).toBe(d.k59); // still shared
+    expect(d.k0.k0.k0.k0.k0.k0).toEqual({ leaf: 1 });
+    const a = c.get('arrays');
+    expect(a[0]).toBe(a[49]);
+    expect(a[0][0][0][0][0][0][0]).toEqual([1]);
+    let z = c.get('negzero');
+    expect(z.a).toBe(z.b);
+    for (let l = 0; l < 30; l++) z = z.a;
+    expect(Object.is(z.z, -0)).toBe(true);
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+});
+
 describe('shared record structures', () => {
   test('stored under reserved keys that keys() and entries() leave out', () => {
     const c = cache(tmp.file());
