@@ -49,7 +49,8 @@ export interface CacheOptions<V = unknown> {
    * `'msgpack'` (msgpackr with record structures shared through the segment;
    * round-trips what `'v8'` does, storing the few values it could not clone
    * exactly with v8), `'v8'` (`v8.serialize`), `'json'`, or your own codec.
-   * `'msgpack'` and `'v8'` read each other's values. Default `'v8'`.
+   * `'msgpack'` and `'v8'` read each other's values. Default `'msgpack'`
+   * (give `'v8'` to keep writing v8).
    */
   codec?: 'msgpack' | 'v8' | 'json' | Codec<V>;
   /**
@@ -195,7 +196,7 @@ export function resolveOptions<V>(options: unknown): ResolvedOptions<V> {
     create: o.readOnly === true ? false : (o.create ?? true),
     readOnly: o.readOnly === true,
     ttl: o.ttl === undefined ? 0 : parseTtl(o.ttl),
-    codec: o.codec === undefined ? (v8Codec as Codec<V>) : parseCodec<V>(o.codec),
+    codec: o.codec === undefined ? (msgpackCodec as Codec<V>) : parseCodec<V>(o.codec),
     memo: o.memo === undefined ? 0 : parseMemo(o.memo),
   };
 }

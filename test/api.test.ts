@@ -85,8 +85,8 @@ describe('get / set', () => {
     for (const [v, fill] of kept) expect(v.every((b) => b === fill)).toBe(true);
   });
 
-  test.each(['v8', 'msgpack'])('other values go through the codec (%s; v8 by default)', (codec) => {
-    const c = cache(codec === 'v8' ? {} : { codec });
+  test.each(['v8', 'msgpack'])('other values go through the codec (%s; msgpack by default)', (codec) => {
+    const c = cache(codec === 'msgpack' ? {} : { codec });
     const v = { a: [1, 2, { b: null }], d: new Date(5), m: new Map([[1, 'x']]), big: 10n, t: true, u8: new Uint16Array([1, 2]) };
     c.set('obj', v);
     expect(c.get('obj')).toEqual(v);
@@ -94,6 +94,56 @@ describe('get / set', () => {
     expect(c.get('t')).toBe(true);
     c.set('null', null);
     expect(c.get('null')).toBeNull();
+  });
+
+  test("the default codec is 'msgpack': a fresh cache with 3 objects has size 3, and only their keys", () => {
+    const c = cache();
+    c.set('a', { id: 1, at: new Date(1) });
+    c.set('b', { id: 2, m: new Map([['k', [1n]]]) });
+    c.set('c', [{ id: 3, name: 'x' }, { id: 4, name: 'y' }]);
+    expect(c.size).toBe(3);
+    expect(c.stats().entries).toBe(3);
+    expect(c.keys().sort()).toEqual(['a', 'b', 'c']);
+    expect([...c.entries()].map(([k]) => k).sort()).toEqual(['a', 'b', 'c']);
+    expect([...c.values()]).toHaveLength(3);
+    // What is stored is msgpack: a codec that hands back the bytes sees its tag.
+    const raw = cache<Uint8Array>({ path: c.path, codec: { encode: () => new Uint8Array(), decode: (b: Uint8Array) => b } });
+    for (const k of ['a', 'b', 'c']) expect(raw.get(k)![0], k).toBe(0xc1);
+    const v8Handle = cache({ path: c.path, codec: 'v8' });
+    v8Handle.set('d', { id: 5 });
+    expect(raw.get('d')![0]).toBe(0xff);
+  });
+
+  test("values a 'v8' cache wrote are read by a cache with the default codec, and the other way", () => {
+    const path = tmp.file();
+    const cyclic: any = { name: 'loop' };
+    cyclic.self = cyclic;
+    const values: [string, unknown][] = [
+      ['obj', { id: 1, name: 'one', tags: ['a', 'b'], at: new Date(5), m: new Map([[1, { x: 2n }]]), s: new Set(['q']) }],
+      ['list', Array.from({ length: 50 }, (_, i) => ({ id: i, name: `r${i}`, score: i / 2 }))],
+      ['cyclic', cyclic],
+      ['err', new RangeError('boom')],
+      ['negzero', { z: -0 }],
+      ['u8', { bytes: new Uint8Array([1, 2, 3]) }],
+      ['null', null],
+      ['bool', false],
+    ];
+    const w = new Cache<any>({ path, size: '2MB', stamp: false, codec: 'v8' });
+    for (const [k, v] of values) w.set(k, v);
+    w.close();
+    const r = cache({ path });
+    for (const [k, v] of values) {
+      const got = r.get(k);
+      expect(got, k).toEqual(v);
+      if (k === 'cyclic') expect(got.self).toBe(got);
+      if (k === 'err') expect(got).toBeInstanceOf(RangeError);
+      if (k === 'negzero') expect(Object.is(got.z, -0)).toBe(true);
+    }
+    expect(new Map(r.entries()).size).toBe(values.length);
+    // The default codec's values, read by a 'v8' handle.
+    for (const [k, v] of values) r.set(`d:${k}`, v);
+    const back = cache({ path, codec: 'v8' });
+    for (const [k, v] of values) expect(back.get(`d:${k}`), k).toEqual(v);
   });
 
   test.each(['v8', 'msgpack'])('a decoded typed array is not a view of the shared read buffer (%s)', (codec) => {

@@ -205,7 +205,7 @@ describe.skipIf(!hasRedis)('shmcache/redis, standalone', () => {
     const raw = client({});
     const fromOptions = tier({ prefix: 'dc:', local: { path: tmp.file('dc-o'), size: '4MB', stamp: false } });
     await fromOptions.set('o', { a: 1 });
-    expect((await raw.getBuffer('dc:o'))![1]).toBe(0xff); // the Cache's default, 'v8'
+    expect((await raw.getBuffer('dc:o'))![1]).toBe(0xc1); // the Cache's default, 'msgpack'
     const jsonCache = tier({ prefix: 'dc:', local: new Cache({ path: tmp.file('dc-j'), size: '4MB', stamp: false, codec: 'json' }) });
     await jsonCache.set('j', { a: 2 });
     expect((await raw.getBuffer('dc:j'))!.subarray(1).toString()).toBe('{"a":2}');
