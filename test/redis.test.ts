@@ -181,7 +181,7 @@ describe.skipIf(!hasRedis)('shmcache/redis, standalone', () => {
     const bytes = (await raw.getBuffer('mp:obj'))!;
     expect(bytes[0]).toBe(4); // codec bytes
     expect(bytes[1]).toBe(0xc1); // msgpack
-    expect(bytes[2] | (bytes[3]! << 8)).toBe(0); // no shared structures named: self-contained
+    expect(bytes[2]! | (bytes[3]! << 8)).toBe(0); // no shared structures named: self-contained
     for (const t of [b, v8Machine, named]) {
       expect(await t.get('obj')).toEqual(value); // from Redis
       expect(await t.get('obj')).toEqual(value); // from its L1
