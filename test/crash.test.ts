@@ -8,8 +8,10 @@ import { openInChild, runFixture, tempDir } from './helpers';
 const tmp = tempDir();
 const KEYS = Array.from({ length: 300 }, (_, i) => `p:${i}`);
 
-function prefill(path: string, stamp: number | false = false): Cache<any> {
-  const c = new Cache<any>({ path, size: '1MB', stamp });
+type CodecName = 'v8' | 'msgpack';
+
+function prefill(path: string, codec: CodecName, stamp: number | false = false): Cache<any> {
+  const c = new Cache<any>({ path, size: '1MB', stamp, codec });
   KEYS.forEach((k, i) => c.set(k, makeValue(k, 'parent', i, 60, i % 3)));
   c.set('ctr', 1000);
   return c;
@@ -61,11 +63,13 @@ const writePoints: { point: string; scenario: string; maxShardsLost: number; sha
   { point: 'read', scenario: 'get', maxShardsLost: 0 },
 ];
 
-describe.each(['kill', 'abort'])('a process dies at a crash point (%s)', (mode) => {
+const cases = (['kill', 'abort'] as const).flatMap((mode) => (['v8', 'msgpack'] as const).map((codec) => ({ mode, codec })));
+
+describe.each(cases)('a process dies at a crash point ($mode, codec $codec)', ({ mode, codec }) => {
   test.each(writePoints)('$point: others go on at once, losing at most the shards it held', async ({ point, scenario, maxShardsLost, shardOf }) => {
     const path = tmp.file(point);
-    const c = prefill(path);
-    const died = await crashChild(path, point, mode, scenario);
+    const c = prefill(path, codec);
+    const died = await crashChild(path, point, mode, scenario, { codec });
 
     const lost = lostShards(c);
     expect(lost.size).toBeLessThanOrEqual(maxShardsLost);
@@ -77,18 +81,18 @@ describe.each(['kill', 'abort'])('a process dies at a crash point (%s)', (mode) 
     expect(c.incr('ctr2')).toBe(1);
     expect(c.verify()).toEqual({ ok: true, problems: [] });
     expect(Date.now() - died).toBeLessThan(1000);
-    expect(await freshProcessWorks(path)).toBeLessThan(1000);
+    expect(await freshProcessWorks(path, { stamp: false, codec })).toBeLessThan(1000);
     c.close();
   });
 
   test('reset: a process killed during a stamp reset', async () => {
     const path = tmp.file('reset');
-    const c = prefill(path, 100);
+    const c = prefill(path, codec, 100);
     // A handle that kept every string it read (the reset dies before most
     // shards, and their pages, are dropped).
-    const m = new Cache<any>({ path, stamp: false, memo: '1MB' });
+    const m = new Cache<any>({ path, stamp: false, memo: '1MB', codec });
     for (const k of KEYS) expect(checkValue(k, m.get(k))).toBe(true);
-    const died = await crashChild(path, 'reset', mode, 'open', { stamp: 200 });
+    const died = await crashChild(path, 'reset', mode, 'open', { stamp: 200, codec });
     // The generation was bumped first: no value from before the reset is read.
     for (const k of KEYS) expect(c.get(k)).toBeUndefined();
     for (const k of KEYS) expect(m.get(k)).toBeUndefined();
@@ -99,19 +103,19 @@ describe.each(['kill', 'abort'])('a process dies at a crash point (%s)', (mode) 
     expect(Date.now() - died).toBeLessThan(1000);
     // A fresh process of the new group is not held up by the dead one's
     // creation lock, and completes the reset.
-    expect(await freshProcessWorks(path, { stamp: 200 })).toBeLessThan(1000);
+    expect(await freshProcessWorks(path, { stamp: 200, codec })).toBeLessThan(1000);
     expect(c.stats()).toMatchObject({ stamp: 200, resets: 1 });
     c.close();
   });
 
   test('create: a process killed while creating the file', async () => {
     const path = tmp.file('create');
-    await crashChild(path, 'create', mode, 'open');
+    await crashChild(path, 'create', mode, 'open', { codec });
     expect(existsSync(path)).toBe(true);
     // The creation lock is a flock() on the file itself: the kernel dropped it with its holder.
     expect(existsSync(path + '.lock')).toBe(false);
-    expect(await freshProcessWorks(path)).toBeLessThan(1000);
-    const c = new Cache<any>({ path, stamp: false });
+    expect(await freshProcessWorks(path, { stamp: false, codec })).toBeLessThan(1000);
+    const c = new Cache<any>({ path, stamp: false, codec });
     expect(c.get('fresh')).toBe('yes');
     expect(c.verify().ok).toBe(true);
     c.close();

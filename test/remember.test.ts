@@ -20,7 +20,7 @@ interface Rememberer {
   done: Promise<any>;
 }
 
-function rememberIn(path: string, key: string, config: Record<string, unknown>): Rememberer {
+function rememberInChild(path: string, key: string, config: Record<string, unknown>): Rememberer {
   const child = spawn(process.execPath, [join(fixtures, 'remember-child.mjs'), path, key, JSON.stringify(config)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -42,7 +42,11 @@ function rememberIn(path: string, key: string, config: Record<string, unknown>):
 
 const produced = (rs: Rememberer[]) => rs.filter((r) => r.events.some((e) => e.event === 'producing')).length;
 
-describe('remember() across processes', () => {
+const CODECS = ['v8', 'msgpack'] as const;
+
+describe.each(CODECS)('remember() across processes (codec %s)', (codec) => {
+  const rememberIn = (path: string, key: string, config: Record<string, unknown>): Rememberer => rememberInChild(path, key, { codec, ...config });
+
   test.each(['async', 'sync'])('one %s producer across four processes; the others get its value', async (mode) => {
     const path = tmp.file();
     const rs = [0, 1, 2, 3].map((i) => rememberIn(path, 'k', { mode, delayMs: 400, value: `from ${i}` }));
@@ -51,9 +55,26 @@ describe('remember() across processes', () => {
     const values = new Set(results.map((r) => r.value));
     expect(results.every((r) => r.event === 'result')).toBe(true);
     expect(values.size).toBe(1);
-    const c = new Cache({ path, stamp: false });
+    const c = new Cache({ path, stamp: false, codec });
     expect(c.get('k')).toBe([...values][0]);
     c.close();
+  });
+
+  test('an object value: one producer, every process gets it whole, another handle reads it', async () => {
+    const path = tmp.file();
+    const rs = [0, 1, 2, 3].map((i) => rememberIn(path, 'obj', { mode: 'async', delayMs: 300, value: { from: i, rows: [{ id: 1, name: 'a' }, { id: 2, name: 'b' }] }}));
+    const results = await Promise.all(rs.map((r) => r.done));
+    expect(produced(rs)).toBe(1);
+    expect(results.every((r) => r.event === 'result')).toBe(true);
+    const values = new Set(results.map((r) => JSON.stringify(r.value)));
+    expect(values.size).toBe(1);
+    const value = JSON.parse([...values][0]!);
+    expect(value.rows).toEqual([{ id: 1, name: 'a' }, { id: 2, name: 'b' }]);
+    for (const other of CODECS) {
+      const c = new Cache({ path, stamp: false, codec: other });
+      expect(c.get('obj'), `read with ${other}`).toEqual(value);
+      c.close();
+    }
   });
 
   test('a throwing producer stores nothing; its error goes to its own caller; a waiter takes over', async () => {
@@ -93,9 +114,9 @@ describe('remember() across processes', () => {
   });
 });
 
-describe('remember() in one process', () => {
+describe.each(CODECS)('remember() in one process (codec %s)', (codec) => {
   test('a live value is returned without producing; the produced value is stored with its ttl', async () => {
-    const c = new Cache<any>({ path: tmp.file(), size: '1MB', stamp: false });
+    const c = new Cache<any>({ path: tmp.file(), size: '1MB', stamp: false, codec });
     c.set('have', 'cached');
     let calls = 0;
     expect(await c.remember('have', () => ++calls)).toBe('cached');
@@ -109,7 +130,7 @@ describe('remember() in one process', () => {
   });
 
   test('a produced value counts one set, not two (the claim is no set)', async () => {
-    const c = new Cache<string>({ path: tmp.file(), size: '1MB', stamp: false });
+    const c = new Cache<string>({ path: tmp.file(), size: '1MB', stamp: false, codec });
     expect(await c.remember('k', () => 'made')).toBe('made');
     expect(c.stats().sets).toBe(1);
     // A producer returning undefined drops its claim: no set at all.
@@ -119,7 +140,7 @@ describe('remember() in one process', () => {
   });
 
   test('concurrent calls in one process run the producer once', async () => {
-    const c = new Cache<any>({ path: tmp.file(), size: '1MB', stamp: false });
+    const c = new Cache<any>({ path: tmp.file(), size: '1MB', stamp: false, codec });
     let calls = 0;
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
@@ -143,7 +164,7 @@ describe('remember() in one process', () => {
   });
 
   test('a producer returning undefined stores nothing; a throwing one rejects with its error', async () => {
-    const c = new Cache<any>({ path: tmp.file(), size: '1MB', stamp: false });
+    const c = new Cache<any>({ path: tmp.file(), size: '1MB', stamp: false, codec });
     expect(await c.remember('u', () => undefined)).toBeUndefined();
     expect(c.has('u')).toBe(false);
     const err = new Error('mine');
@@ -154,7 +175,7 @@ describe('remember() in one process', () => {
   });
 
   test('bad arguments are coded errors and change nothing', async () => {
-    const c = new Cache<any>({ path: tmp.file(), size: '1MB', stamp: false });
+    const c = new Cache<any>({ path: tmp.file(), size: '1MB', stamp: false, codec });
     await expect(c.remember('', () => 1)).rejects.toMatchObject({ code: 'ERR_SHMCACHE_INVALID_KEY' });
     await expect(c.remember('k', 'nope' as never)).rejects.toMatchObject({ code: 'ERR_SHMCACHE_INVALID_OPTION' });
     await expect(c.remember('k', () => 1, { wait: -1 })).rejects.toBeInstanceOf(ShmCacheError);
