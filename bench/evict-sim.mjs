@@ -38,6 +38,7 @@
 // two bits), --adapt R, --warm-main; --warm N and --accesses N for the
 // steady state.
 import { LRUCache } from 'lru-cache';
+import { zipfTrace } from './zipf-trace.mjs';
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -64,42 +65,8 @@ const WARMMAIN = process.argv.includes('--warm-main');
 const WARM = Number(opt('warm', '0'));
 const ACCESSES = Number(opt('accesses', '2000000'));
 
-// --- traces (bench/zipf.mjs) -------------------------------------------------
-function makeRanks() {
-  const cdf = new Float64Array(KEYS);
-  let sum = 0;
-  for (let i = 0; i < KEYS; i++) cdf[i] = sum += 1 / Math.pow(i + 1, 0.99);
-  for (let i = 0; i < KEYS; i++) cdf[i] /= sum;
-  let seed = 12345;
-  const uniform = () => {
-    seed ^= seed << 13;
-    seed >>>= 0;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    seed >>>= 0;
-    return seed / 4294967296;
-  };
-  const perm = new Uint32Array(KEYS);
-  for (let i = 0; i < KEYS; i++) perm[i] = i;
-  for (let i = KEYS - 1; i > 0; i--) {
-    const j = Math.floor(uniform() * (i + 1));
-    [perm[i], perm[j]] = [perm[j], perm[i]];
-  }
-  const ranks = new Uint32Array(ACCESSES);
-  for (let n = 0; n < ACCESSES; n++) {
-    const u = uniform();
-    let lo = 0;
-    let hi = KEYS - 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (cdf[mid] < u) lo = mid + 1;
-      else hi = mid;
-    }
-    ranks[n] = lo;
-  }
-  return { perm, ranks };
-}
-const { perm, ranks } = makeRanks();
+// --- traces (bench/zipf-trace.mjs) ------------------------------------------
+const { perm, ranks } = zipfTrace({ keys: KEYS, accesses: ACCESSES });
 
 // A trace as key ids; scan keys are ids from KEYS up. `counted[n]` says
 // whether access n counts toward the hit ratio.

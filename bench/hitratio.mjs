@@ -12,6 +12,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
 import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
+import { zipfTrace } from './zipf-trace.mjs';
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -27,38 +28,8 @@ const ACCESSES = 2_000_000;
 const value = 'v'.repeat(100);
 const keyOf = (i) => `z:${i}`;
 
-// bench/zipf.mjs's trace: its CDF, seed and permutation.
-const cdf = new Float64Array(KEYS);
-let sum = 0;
-for (let i = 0; i < KEYS; i++) cdf[i] = sum += 1 / Math.pow(i + 1, 0.99);
-for (let i = 0; i < KEYS; i++) cdf[i] /= sum;
-let seed = 12345;
-const uniform = () => {
-  seed ^= seed << 13;
-  seed >>>= 0;
-  seed ^= seed >>> 17;
-  seed ^= seed << 5;
-  seed >>>= 0;
-  return seed / 4294967296;
-};
-const perm = new Uint32Array(KEYS);
-for (let i = 0; i < KEYS; i++) perm[i] = i;
-for (let i = KEYS - 1; i > 0; i--) {
-  const j = Math.floor(uniform() * (i + 1));
-  [perm[i], perm[j]] = [perm[j], perm[i]];
-}
-const ranks = new Uint32Array(ACCESSES);
-for (let n = 0; n < ACCESSES; n++) {
-  const u = uniform();
-  let lo = 0;
-  let hi = KEYS - 1;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (cdf[mid] < u) lo = mid + 1;
-    else hi = mid;
-  }
-  ranks[n] = lo;
-}
+// bench/zipf.mjs's trace (bench/zipf-trace.mjs).
+const { perm, ranks } = zipfTrace({ keys: KEYS, accesses: ACCESSES });
 
 // Calls visit(key, counted) for each access of the trace.
 function walk(name, capacityEntries, visit) {

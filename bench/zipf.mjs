@@ -4,44 +4,15 @@
 // argv: JSON { path, accesses }. Prints { shmcache, lruCache, capacityEntries }.
 import { LRUCache } from 'lru-cache';
 import { Cache } from '../esm/index.mjs';
+import { zipfTrace } from './zipf-trace.mjs';
 
 const { path, accesses = 2_000_000, keys = 1_000_000, s = 0.99 } = JSON.parse(process.argv[2]);
 const value = 'v'.repeat(100);
 const keyOf = (i) => `z:${i}`;
 
-// Zipf CDF and a seeded trace.
-const cdf = new Float64Array(keys);
-let sum = 0;
-for (let i = 0; i < keys; i++) cdf[i] = sum += 1 / Math.pow(i + 1, s);
-for (let i = 0; i < keys; i++) cdf[i] /= sum;
-let seed = 12345;
-const uniform = () => {
-  seed ^= seed << 13;
-  seed >>>= 0;
-  seed ^= seed >>> 17;
-  seed ^= seed << 5;
-  seed >>>= 0;
-  return seed / 4294967296;
-};
-// Ranks are spread over the key space so that hot keys are not neighbours.
-const perm = new Uint32Array(keys);
-for (let i = 0; i < keys; i++) perm[i] = i;
-for (let i = keys - 1; i > 0; i--) {
-  const j = Math.floor(uniform() * (i + 1));
-  [perm[i], perm[j]] = [perm[j], perm[i]];
-}
-const trace = new Uint32Array(accesses);
-for (let n = 0; n < accesses; n++) {
-  const u = uniform();
-  let lo = 0;
-  let hi = keys - 1;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (cdf[mid] < u) lo = mid + 1;
-    else hi = mid;
-  }
-  trace[n] = perm[lo];
-}
+// The seeded Zipf trace every hit-ratio script shares.
+const { perm, ranks } = zipfTrace({ keys, accesses, s });
+const trace = Uint32Array.from(ranks, (r) => perm[r]);
 
 // Size the segment for about 10% of the keys, then learn how many it holds.
 const cache = new Cache({ path, size: '16MB', stamp: false });
