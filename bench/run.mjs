@@ -23,7 +23,7 @@ const opt = (name, dflt) => {
 };
 const list = (name, dflt) => opt(name, dflt).split(',').filter(Boolean);
 
-const ALL_SYSTEMS = ['shmcache', 'shmcache-memo', 'shmcache-msgpack', 'shmcache-v8', 'map', 'lru-cache', 'lmdb', 'redis', 'redis-pipelined', 'sqlite', 'noop'];
+const ALL_SYSTEMS = ['shmcache', 'shmcache-memo', 'shmcache-v8', 'map', 'lru-cache', 'lmdb', 'redis', 'redis-pipelined', 'sqlite', 'noop'];
 const ALL_WORKLOADS = ['get100', 'set100', 'get1k', 'getobj', 'getlist', 'mixed'];
 const systems = list('systems', ALL_SYSTEMS.join(','));
 const workloads = list('workloads', ALL_WORKLOADS.join(','));
