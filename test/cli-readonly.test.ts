@@ -207,3 +207,81 @@ describe('control and bidi characters', () => {
     }
   });
 });
+
+describe('msgpack values', () => {
+  async function msgpackSegment(name: string, mode?: 'damage'): Promise<string> {
+    const path = tmp.file(name);
+    const r = await runFixture('cli-msgpack.mjs', mode === undefined ? [path] : [path, mode]);
+    expect(r.code, r.stderr).toBe(0);
+    return path;
+  }
+
+  test('get --json decodes with the segment\'s structures; structures gone or different say so; hostile bytes fail at once; nothing is written', async () => {
+    const path = await msgpackSegment('mp-get');
+    const before = readFileSync(path);
+    const ok = await runCliJson(['get', path, 'ok', '--json']);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.json).toMatchObject({ key: 'ok', type: 'object', value: { name: 'kept', n: 3 } });
+    for (const key of ['gone', 'mismatch']) {
+      const r = await runCliJson(['get', path, key, '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.json, key).toMatchObject({ key, type: 'object', encoding: 'base64' });
+      expect(r.json.undecodable, key).toContain('structures gone');
+    }
+    for (const key of ['huge-array', 'deep', 'trailing']) {
+      const started = Date.now();
+      const r = await runCliJson(['get', path, key, '--json'], { timeoutMs: 10_000 });
+      expect(r.code, `${key}: ${r.stderr}`).toBe(0);
+      expect(r.json, key).toMatchObject({ key, type: 'object', encoding: 'base64' });
+      expect(r.json.undecodable, key).toMatch(/^\(cannot decode with the msgpack codec: /);
+      expect(Date.now() - started, key).toBeLessThan(5000);
+    }
+    const trailing = await runCli(['get', path, 'trailing', '--json']);
+    expect(trailing.stdout).not.toMatch(/[\u202e\x1b]/); // eslint-disable-line no-control-regex
+    const deep = await runCliJson(['get', path, 'deep-ok', '--json'], { timeoutMs: 10_000 });
+    expect(deep.code, deep.stderr).toBe(0);
+    expect(Array.isArray(deep.json.value)).toBe(true);
+    expect(deep.json.truncated).toBe(true); // the indentation is paid for
+    expect(deep.stdout.length).toBeLessThan(1024 * 1024);
+    expect(readFileSync(path).equals(before)).toBe(true);
+  });
+
+  test('a damaged structure pointer: the read-only get neither repairs nor writes it, and says structures gone', async () => {
+    const path = await msgpackSegment('mp-damaged', 'damage');
+    const before = readFileSync(path);
+    const r = await runCliJson(['get', path, 'ok', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.undecodable).toContain('structures gone');
+    expect(readFileSync(path).equals(before)).toBe(true);
+  });
+
+  test('the entry route: decoded previews, structures gone, hostile bytes answered at once, nothing written', async () => {
+    const path = await msgpackSegment('mp-served');
+    const before = readFileSync(path);
+    const serve = await startServe([path]);
+    try {
+      const name = path.split('/').pop()!.replace(/\.shm$/, '');
+      const entry = (key: string) => httpGet(new URL(`/api/caches/${name}/entry?key=${encodeURIComponent(key)}`, serve.url).toString());
+      const ok = await entry('ok');
+      expect(ok.status).toBe(200);
+      expect(ok.json.preview).toContain("'kept'");
+      expect((await entry('gone')).json.preview).toContain('structures gone');
+      expect((await entry('mismatch')).json.preview).toContain('structures gone');
+      for (const key of ['huge-array', 'deep', 'trailing']) {
+        const started = Date.now();
+        const r = await entry(key);
+        expect(r.status, key).toBe(200);
+        expect(r.json.preview, key).toMatch(/^\(cannot decode with the msgpack codec: /);
+        expect(Date.now() - started, key).toBeLessThan(3000);
+      }
+      expect((await entry('trailing')).json.preview).not.toMatch(/[\u202e\x1b]/); // eslint-disable-line no-control-regex
+      const deep = await entry('deep-ok');
+      expect(deep.status).toBe(200);
+      expect(deep.json.truncated).toBe(true);
+      expect((await entry('ok')).json.preview).toContain("'kept'"); // still decoding after the hostile ones
+      expect(readFileSync(path).equals(before)).toBe(true);
+    } finally {
+      await serve.stop();
+    }
+  });
+});
