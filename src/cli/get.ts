@@ -1,7 +1,6 @@
-import { deserialize } from 'node:v8';
 import { attach } from './attach';
 import { bytes, json, painter, ttl, visible, wantsColour } from './format';
-import { boundedInspect, boundedJson, damageNote, entryInfo, hexDump, peekValue, RAW_CODEC } from './inspect';
+import { boundedInspect, boundedJson, damageNote, decodeStored, entryInfo, hexDump, peekValue, RAW_CODEC } from './inspect';
 
 /**
  * Prints `key`'s value. To a terminal: made safe to look at (escapes
@@ -33,16 +32,15 @@ export function getCommand(path: string, key: string, opts: { json?: boolean }):
     let value: unknown = stored;
     let undecodable: string | undefined;
     if (info.type === 'object' && stored instanceof Uint8Array) {
-      try {
-        value = deserialize(stored);
-      } catch (err) {
-        undecodable = `(cannot decode with the v8 codec: ${(err as Error)?.message ?? String(err)})`;
-      }
+      const d = decodeStored(cache, stored);
+      if ('undecodable' in d) undecodable = d.undecodable;
+      else value = d.value;
     }
     if (opts.json) {
       if (undecodable !== undefined || value instanceof Uint8Array) {
         const b = stored as Uint8Array;
-        process.stdout.write(json({ key, ...info, encoding: 'base64', value: Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64') }) + '\n');
+        const why = undecodable === undefined ? {} : { undecodable };
+        process.stdout.write(json({ key, ...info, encoding: 'base64', ...why, value: Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64') }) + '\n');
         return 0;
       }
       if (typeof value === 'string' || typeof value === 'number') {

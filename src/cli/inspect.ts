@@ -7,6 +7,7 @@
 import { Buffer } from 'node:buffer';
 import { deserialize, serialize } from 'node:v8';
 import type { Cache } from '../index';
+import { MISS, MsgpackCodec, TAG as MSGPACK_TAG, type StructureStore } from '../msgpack';
 import { visible } from './format';
 
 export type EntryType = 'string' | 'bytes' | 'number' | 'object';
@@ -94,18 +95,77 @@ export function entryView(cache: Cache, key: string): EntryView | undefined {
     value = peekValue(cache, key);
   } catch (err) {
     if (!isDecodeError(err)) throw err;
-    return { key, ...info, preview: `(cannot decode with the v8 codec: ${(err as Error)?.message ?? String(err)})`, truncated: false };
+    return { key, ...info, preview: undecodable('v8', err), truncated: false };
   }
   if (value === undefined) return undefined; // gone meanwhile
   if (info.type === 'object' && value instanceof Uint8Array) {
     // A handle with RAW_CODEC: the stored bytes, decoded here.
-    try {
-      value = deserialize(value);
-    } catch (err) {
-      return { key, ...info, preview: `(cannot decode with the v8 codec: ${(err as Error)?.message ?? String(err)})`, truncated: false };
-    }
+    const d = decodeStored(cache, value);
+    if ('undecodable' in d) return { key, ...info, preview: d.undecodable, truncated: false };
+    value = d.value;
   }
   return { key, ...info, ...preview(value) };
+}
+
+/**
+ * The stored bytes of an object value (a RAW_CODEC handle's), decoded the
+ * way the built-in codecs read them: a msgpack value (first byte 0xc1) with
+ * a msgpack codec bound to `cache`'s shared structures, read-only (see
+ * readOnlyStructures), anything else with v8.deserialize. Values are a
+ * tenant's: msgpackr and v8 throw on declared lengths past the end and on
+ * nesting deeper than the stack (no allocation of what a length declares,
+ * no recursion past the stack limit), which reads as `undecodable`; a
+ * value whose structures are gone or differ reads as "structures gone",
+ * never as other data. A fresh codec each time: a hostile value's inline
+ * record definitions never stay for the next value.
+ */
+export function decodeStored(cache: Cache, bytes: Uint8Array): { value: unknown } | { undecodable: string } {
+  if (bytes[0] === MSGPACK_TAG) {
+    let value: unknown;
+    try {
+      value = new MsgpackCodec(() => readOnlyStructures(cache)).decode(bytes);
+    } catch (err) {
+      return { undecodable: undecodable('msgpack', (err as Error)?.cause ?? err) };
+    }
+    if (value === MISS) {
+      return { undecodable: '(cannot decode with the msgpack codec: structures gone: the record structures it was written with are no longer in the segment, or differ)' };
+    }
+    return { value };
+  }
+  try {
+    return { value: deserialize(bytes) as unknown };
+  } catch (err) {
+    return { undecodable: undecodable('v8', err) };
+  }
+}
+
+/** "(cannot decode with the <codec> codec: <why>)", the reason cut and with control and bidi characters escaped (msgpackr quotes the value). */
+function undecodable(codec: string, err: unknown): string {
+  const why = String((err as Error)?.message ?? err);
+  return `(cannot decode with the ${codec} codec: ${visible(why.length > 200 ? why.slice(0, 200) + '…' : why)})`;
+}
+
+/**
+ * The msgpack codec's reserved-key reads on `cache` (peek and has: no hit
+ * or miss counted, nothing marked used) and no write: the tools attach
+ * read-only and never define, save, put back or drop structures, even for
+ * a damaged pointer (the codec's attempts throw here and it goes on
+ * without them).
+ */
+function readOnlyStructures(cache: Cache): StructureStore {
+  const refuse = (): never => {
+    throw new Error('the tools never write the msgpack structures');
+  };
+  return {
+    peek: (key) => cache.peek(key),
+    has: (key) => cache.has(key),
+    add: refuse,
+    set: refuse,
+    cas: refuse,
+    delete: refuse,
+    generation: () => 0,
+    writable: () => false,
+  };
 }
 
 /** A value for people: strings cut, bytes as a hex dump, objects through the budgeted walker. */
@@ -278,11 +338,20 @@ function inspectNode(value: unknown, w: Walk, stack: Set<object>, indent: string
 export function boundedJson(value: unknown, budget: Budget = JSON_BUDGET): { value: unknown; truncated: boolean } {
   const w = new Walk(budget);
   const stack = new Set<object>();
-  const out = jsonNode(value, w, stack);
+  const out = jsonNode(value, w, stack, 0);
   return { value: out, truncated: w.truncated };
 }
 
-function jsonNode(value: unknown, w: Walk, stack: Set<object>): unknown {
+function jsonNode(value: unknown, w: Walk, stack: Set<object>, depth: number): unknown {
+  // The indentation `get --json` writes: two spaces a level, on the line
+  // that opens a container and the one that closes it (a deep chain of
+  // small arrays must not print megabytes of spaces).
+  const indent = 4 * depth;
+  if (w.bytes < indent) {
+    w.truncated = true;
+    return '…';
+  }
+  w.bytes -= indent;
   switch (typeof value) {
     case 'string':
       return w.take(value.length + 2) ? value : '…';
@@ -316,7 +385,7 @@ function jsonNode(value: unknown, w: Walk, stack: Set<object>): unknown {
           out.push('…');
           break;
         }
-        out.push(jsonNode(v, w, stack));
+        out.push(jsonNode(v, w, stack, depth + 1));
       }
       return out;
     }
@@ -329,7 +398,7 @@ function jsonNode(value: unknown, w: Walk, stack: Set<object>): unknown {
         out['…'] = '…';
         break;
       }
-      Object.defineProperty(out, key, { value: jsonNode(v, w, stack), enumerable: true, writable: true, configurable: true });
+      Object.defineProperty(out, key, { value: jsonNode(v, w, stack, depth + 1), enumerable: true, writable: true, configurable: true });
     }
     return out;
   } finally {
