@@ -27,6 +27,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "proc.h"
+
 namespace shmcache {
 
 int InitRobustMutex(pthread_mutex_t* mutex) {
@@ -59,6 +61,43 @@ std::atomic_ref<uint32_t> Word(pthread_mutex_t* m) {
 
 uint32_t SelfTid() { return static_cast<uint32_t>(syscall(SYS_gettid)); }
 
+// A TID is a number in its thread's pid namespace: a process of another
+// namespace (a container sharing the file) would read it as some other
+// thread of its own, or none, and take a live holder's lock. So the word
+// also says which namespace its TID is in: TIDs are below 2^22
+// (PID_MAX_LIMIT), and bits 22..29 (inside FUTEX_TID_MASK, which no TID
+// reaches) hold a mark of the holder's pid namespace, 1..255 (0: none, a
+// word of an older version, or written into the file). The record's second
+// word (glibc's __count, unused by us) holds the namespace itself for the
+// rare foreign namespace whose mark equals ours: written right after the
+// word is taken, cleared before it is released, so a waiter that sees a TID
+// sees 0 (not tagged yet) or the holder's namespace, never an earlier one's.
+constexpr uint32_t kTidBits = (1u << 22) - 1;
+constexpr int kMarkShift = 22;
+
+std::atomic_ref<uint32_t> Tag(pthread_mutex_t* m) {
+  return std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(&m->__data.__count));
+}
+
+uint32_t SelfMark() {
+  static const uint32_t mark = NamespaceMark(SelfPidNamespace());
+  return mark;
+}
+
+// What this thread writes into a word it holds.
+uint32_t OwnWord() {
+  static thread_local uint32_t word = 0;
+  if (__builtin_expect(word == 0, 0)) {
+    uint32_t tid = SelfTid();
+    word = tid > kTidBits ? tid : tid | (SelfMark() << kMarkShift);
+  }
+  return word;
+}
+
+inline void TagHeld(pthread_mutex_t* m) {
+  Tag(m).store(SelfPidNamespace(), std::memory_order_relaxed);
+}
+
 long Futex(pthread_mutex_t* m, int op, uint32_t val, const struct timespec* rel) {
   // Shared futexes (no FUTEX_PRIVATE_FLAG): the word is in a MAP_SHARED file.
   return syscall(SYS_futex, &m->__data.__lock, op, val, rel, nullptr, 0);
@@ -78,13 +117,33 @@ int64_t MonoMs() {
 // locker finds a TID that is gone and recovers it.
 LockResult HoldWord(pthread_mutex_t* m, LockPolicy* p, int64_t deadline, uint32_t tid) {
   auto w = Word(m);
+  // A holder whose mark is ours but whose record is not tagged yet (it
+  // tags it right after taking the word) is given one slice to do so.
+  uint32_t untagged = 0;
   for (;;) {
     uint32_t v = w.load(std::memory_order_acquire);
-    bool dead = v != 0 && ((v & kOwnerDied) != 0 || OwnerGone(v & kTidMask, p));
+    bool dead = false;
+    if (v != 0 && (v & kOwnerDied) != 0) {
+      dead = true;
+    } else if (v != 0) {
+      uint32_t mark = (v & kTidMask) >> kMarkShift;
+      uint32_t ns = Tag(m).load(std::memory_order_relaxed);
+      if (mark == 0 || SelfMark() == 0) {
+        dead = OwnerGone(v & kTidMask, p);  // no mark: a TID of this namespace
+      } else if (mark != SelfMark()) {
+        dead = HolderGone(v & kTidBits, NamespaceMark(ns) == mark ? ns : 0, mark, p);
+      } else if (ns != 0 || (v & kTidBits) == untagged) {
+        dead = HolderGone(v & kTidBits, ns == 0 ? SelfPidNamespace() : ns, mark, p);
+      } else {
+        untagged = v & kTidBits;
+      }
+    }
     if (v == 0 || dead) {
       // Taken with the waiters bit: others may sleep on the word.
-      if (w.compare_exchange_strong(v, tid | kWaiters, std::memory_order_acquire))
+      if (w.compare_exchange_strong(v, tid | kWaiters, std::memory_order_acquire)) {
+        TagHeld(m);
         return dead ? LockResult::kOwnerDied : LockResult::kLocked;
+      }
       continue;
     }
     if (MonoMs() >= deadline) return LockResult::kTimeout;
@@ -124,23 +183,29 @@ bool MutexHeld(const pthread_mutex_t* mutex) {
 bool MutexKindIntact(const pthread_mutex_t*) { return true; }  // the kind is not used
 
 LockResult Lock(pthread_mutex_t* mutex, LockPolicy* policy, HeldLocks*) {
-  uint32_t tid = SelfTid();
+  uint32_t tid = OwnWord();
   uint32_t free = 0;
   if (__builtin_expect(Word(mutex).compare_exchange_strong(free, tid, std::memory_order_acquire),
-                       1))
+                       1)) {
+    TagHeld(mutex);
     return LockResult::kLocked;
+  }
   return HoldWord(mutex, policy, MonoMs() + policy->wait_ms, tid);
 }
 
 LockResult TryLock(pthread_mutex_t* mutex, HeldLocks*) {
   auto w = Word(mutex);
   uint32_t v = 0;
-  if (w.compare_exchange_strong(v, SelfTid(), std::memory_order_acquire))
+  if (w.compare_exchange_strong(v, OwnWord(), std::memory_order_acquire)) {
+    TagHeld(mutex);
     return LockResult::kLocked;
+  }
   // A dead owner's mark (an older recovery): taken as Lock() would.
   if ((v & kOwnerDied) != 0 &&
-      w.compare_exchange_strong(v, SelfTid() | kWaiters, std::memory_order_acquire))
+      w.compare_exchange_strong(v, OwnWord() | kWaiters, std::memory_order_acquire)) {
+    TagHeld(mutex);
     return LockResult::kOwnerDied;
+  }
   return LockResult::kBusy;  // held, or a dead owner not yet known: Lock() sorts it out
 }
 
@@ -150,8 +215,22 @@ void Unlock(pthread_mutex_t* mutex, HeldLocks*) {
   // Whatever the word says now (the file may have been rewritten while we
   // held it), we are the holder: free it, and wake a sleeper if one may be
   // there. A stray wake-up costs a sleeper one more look, nothing else.
+  Tag(mutex).store(0, std::memory_order_relaxed);
   uint32_t was = Word(mutex).exchange(0, std::memory_order_release);
-  if ((was & ~kTidMask) != 0 || (was & kTidMask) != SelfTid()) Futex(mutex, FUTEX_WAKE, 1, nullptr);
+  if ((was & ~kTidMask) != 0 || (was & kTidMask) != OwnWord()) Futex(mutex, FUTEX_WAKE, 1, nullptr);
+}
+
+uint32_t NamespaceMark(uint32_t ns) {
+  if (ns == 0) return 0;
+  return 1 + static_cast<uint32_t>(Mix(ns, 0x9E3779B97F4A7C15ull) % 255);
+}
+
+bool HolderGone(uint32_t tid, uint32_t ns, uint32_t mark, LockPolicy* p) {
+  if (tid == 0) return true;
+  if (ns != 0 && ns == SelfPidNamespace()) return OwnerGone(tid, p);
+  // Another namespace's TID: nothing here can be asked about it. Its
+  // process is gone only if no handle of that namespace is left.
+  return p->ns_has_handle != nullptr && !p->ns_has_handle(p->ctx, ns, mark);
 }
 
 bool OwnerGone(uint32_t tid, LockPolicy* p) {

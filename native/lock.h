@@ -47,6 +47,11 @@ struct LockPolicy {
   // whether its process (`tgid`) is surely no handle of the segment (no
   // statistics slot names it, and every handle has one).
   bool (*not_a_handle)(const void* ctx, uint32_t tgid) = nullptr;
+  // For a holder of another pid namespace (whose TID means nothing here):
+  // whether some handle of that namespace (`ns`, its inode; 0 when only its
+  // NamespaceMark `mark` is known) may still be open (a statistics slot
+  // names it, or some handle has no slot).
+  bool (*ns_has_handle)(const void* ctx, uint32_t ns, uint32_t mark) = nullptr;
   const void* ctx = nullptr;
   int64_t wait_ms = 2000;  // a live holder longer than this: kTimeout
   int64_t slice_ms = 50;   // owner checks between waits
@@ -80,6 +85,14 @@ LockResult TryLock(pthread_mutex_t* mutex, HeldLocks* held);
 void MarkConsistent(pthread_mutex_t* mutex);
 void Unlock(pthread_mutex_t* mutex, HeldLocks* held);
 
+// The mark of pid namespace `ns` (its inode) a lock word carries in bits
+// 22..29 next to its TID: 1..255, 0 for an unknown namespace.
+uint32_t NamespaceMark(uint32_t ns);
+// Whether the holder `tid` (a lock word's TID, of the pid namespace `ns`, or
+// 0 when only its mark is known) cannot be inside the lock. A TID is only
+// interpreted in this process's namespace; a holder of another one is gone
+// only when no handle of its namespace is left.
+bool HolderGone(uint32_t tid, uint32_t ns, uint32_t mark, LockPolicy* policy);
 // Whether thread `tid`, named by a lock word, cannot be inside the lock: no
 // such thread, a thread of a process that does not map the file, or this
 // very thread (which never waits for a lock it holds). False when it cannot

@@ -112,6 +112,16 @@ bool Store::LockShard(uint32_t si) {
         if (Load(st->slot(i)->pid) == tgid) return false;
       return true;
     };
+    policy_.ns_has_handle = [](const void* ctx, uint32_t ns, uint32_t mark) {
+      const Store* st = static_cast<const Store*>(ctx);
+      if (Load(st->header()->unslotted) != 0) return true;  // some handle has no slot
+      for (uint32_t i = 0; i < kSlots; ++i) {
+        if (Load(st->slot(i)->pid) == 0) continue;
+        uint32_t its = Load(st->slot(i)->pidns);
+        if (ns != 0 ? its == ns : NamespaceMark(its) == mark) return true;
+      }
+      return false;
+    };
   }
   switch (Lock(&sh->mutex, &policy_, &held_)) {
     case LockResult::kLocked:
