@@ -886,31 +886,47 @@ void Store::VerifyShard(uint32_t si, std::vector<uint64_t>* live,
     uint32_t ref = Load(buckets(si)[b]);
     CycleGuard guard;
     for (uint32_t steps = 0; ref != 0; ++steps) {
-      std::string at = where + "bucket " + std::to_string(b) + " ref " + std::to_string(ref) + ": ";
+      // One problem per chain, and the first chain with one ends the walk:
+      // a chain of 2^20 damaged entries (a hostile process can link one in
+      // a segment of 64 MB, and one per bucket in a bigger one) is one
+      // line, not millions (which made verify() of a big segment allocate
+      // gigabytes, in a root tool too).
+      auto problem = [&](const char* what) {
+        problems->push_back(where + "bucket " + std::to_string(b) + " ref " + std::to_string(ref) +
+                            ": " + what);
+      };
       Entry* e = EntryAt(ref);
       if (steps > kMaxSteps || guard.Seen(ref) || e == nullptr) {
-        problems->push_back(at + (e == nullptr ? "out of bounds" : "chain has a cycle"));
+        problem(e == nullptr ? "out of bounds" : "chain has a cycle");
         break;
       }
       Entry hdr;
       LoadHeader(e, &hdr);
       // Sound: the key and value fit the heap, in pages the shard owns.
       if (!Sound(si, ref, hdr)) {
-        problems->push_back(at + "entry header is damaged");
+        problem("entry header is damaged");
         break;
       }
       const unsigned char* k = reinterpret_cast<const unsigned char*>(e + 1);
       uint64_t hash = KeyHash(k, hdr.key_len);
-      if (ShardOf(hash) != si || BucketOf(hash) != b || static_cast<uint32_t>(hash) != hdr.hash)
-        problems->push_back(at + "key hash does not match its place");
-      if (EntryCheck(hdr, hash, k + hdr.key_len) != hdr.check)
-        problems->push_back(at + "checksum mismatch");
-      if (hdr.type < kString || hdr.type > kAscii) problems->push_back(at + "unknown value type");
       uint32_t head = HeadOf(si, ref);
-      if (head == kNoPage)
-        problems->push_back(at + "is in no span of its shard");
-      else
-        (*live)[head] += hdr.alloc;
+      if (ShardOf(hash) != si || BucketOf(hash) != b || static_cast<uint32_t>(hash) != hdr.hash) {
+        problem("key hash does not match its place");
+        break;
+      }
+      if (EntryCheck(hdr, hash, k + hdr.key_len) != hdr.check) {
+        problem("checksum mismatch");
+        break;
+      }
+      if (hdr.type < kString || hdr.type > kAscii) {
+        problem("unknown value type");
+        break;
+      }
+      if (head == kNoPage) {
+        problem("is in no span of its shard");
+        break;
+      }
+      (*live)[head] += hdr.alloc;
       ++count;
       used += hdr.alloc;
       ref = hdr.next;
