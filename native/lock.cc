@@ -84,18 +84,50 @@ uint32_t SelfMark() {
   return mark;
 }
 
-// What this thread writes into a word it holds.
-uint32_t OwnWord() {
-  static thread_local uint32_t word = 0;
-  if (__builtin_expect(word == 0, 0)) {
-    uint32_t tid = SelfTid();
-    word = tid > kTidBits ? tid : tid | (SelfMark() << kMarkShift);
-  }
-  return word;
+// What this thread writes into a word it holds. (The TID is asked for each
+// time, as before: a value cached per thread would be the parent's in a
+// child made by fork().)
+uint32_t OwnWord(uint32_t tid) { return tid > kTidBits ? tid : tid | (SelfMark() << kMarkShift); }
+uint32_t OwnWord() { return OwnWord(SelfTid()); }
+
+// The holder's thread start time (clock ticks since boot, low 32 bits, 0
+// unknown), kept in the record's third word (glibc's __owner, unused by
+// us): a TID that is reused by a thread of a process that maps the file (a
+// holder killed inside the lock, its number handed out again to a new
+// worker) would otherwise look like a live holder for as long as that
+// thread lives, and every write to the shard would time out. Written and
+// cleared with the tag.
+std::atomic_ref<uint32_t> Stamp(pthread_mutex_t* m) {
+  return std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(&m->__data.__owner));
 }
 
-inline void TagHeld(pthread_mutex_t* m) {
+uint32_t StartWord(uint64_t start) {
+  uint32_t w = static_cast<uint32_t>(start);
+  return start == 0 ? 0 : w == 0 ? 1 : w;
+}
+
+uint32_t SelfStamp(uint32_t now) {
+  static thread_local uint32_t tid = 0, stamp = 0;
+  if (__builtin_expect(tid != now, 0)) {
+    tid = now;
+    stamp = StartWord(ProcessStart(static_cast<pid_t>(now)));
+  }
+  return stamp;
+}
+
+// `word`: what this thread wrote into the lock word (OwnWord()).
+inline void TagHeld(pthread_mutex_t* m, uint32_t word) {
   Tag(m).store(SelfPidNamespace(), std::memory_order_relaxed);
+  Stamp(m).store(SelfStamp(word & kTidBits), std::memory_order_relaxed);
+}
+
+// Whether the thread `tid` of this namespace, which maps the file, is not
+// the one that took the lock: its start time is not the stamp's.
+bool Reused(pthread_mutex_t* m, uint32_t tid) {
+  uint32_t stamp = Stamp(m).load(std::memory_order_relaxed);
+  if (stamp == 0) return false;  // not stamped (yet, or by an older version)
+  uint32_t now = StartWord(ProcessStart(static_cast<pid_t>(tid)));
+  return now != 0 && now != stamp;
 }
 
 long Futex(pthread_mutex_t* m, int op, uint32_t val, const struct timespec* rel) {
@@ -128,20 +160,28 @@ LockResult HoldWord(pthread_mutex_t* m, LockPolicy* p, int64_t deadline, uint32_
     } else if (v != 0) {
       uint32_t mark = (v & kTidMask) >> kMarkShift;
       uint32_t ns = Tag(m).load(std::memory_order_relaxed);
+      uint32_t owner = mark == 0 ? v & kTidMask : v & kTidBits;
+      bool local = false;
       if (mark == 0 || SelfMark() == 0) {
-        dead = OwnerGone(v & kTidMask, p);  // no mark: a TID of this namespace
+        local = true;  // no mark: a TID of this namespace
+        dead = OwnerGone(owner, p);
       } else if (mark != SelfMark()) {
-        dead = HolderGone(v & kTidBits, NamespaceMark(ns) == mark ? ns : 0, mark, p);
-      } else if (ns != 0 || (v & kTidBits) == untagged) {
-        dead = HolderGone(v & kTidBits, ns == 0 ? SelfPidNamespace() : ns, mark, p);
+        dead = HolderGone(owner, NamespaceMark(ns) == mark ? ns : 0, mark, p);
+      } else if (ns != 0 || owner == untagged) {
+        if (ns == 0) ns = SelfPidNamespace();
+        local = ns == SelfPidNamespace();
+        dead = HolderGone(owner, ns, mark, p);
       } else {
-        untagged = v & kTidBits;
+        untagged = owner;
       }
+      // A live thread of a process that maps the file, but not the one
+      // that took the lock (its TID was reused).
+      if (local && !dead && owner != 0) dead = Reused(m, owner);
     }
     if (v == 0 || dead) {
       // Taken with the waiters bit: others may sleep on the word.
       if (w.compare_exchange_strong(v, tid | kWaiters, std::memory_order_acquire)) {
-        TagHeld(m);
+        TagHeld(m, tid);
         return dead ? LockResult::kOwnerDied : LockResult::kLocked;
       }
       continue;
@@ -187,7 +227,7 @@ LockResult Lock(pthread_mutex_t* mutex, LockPolicy* policy, HeldLocks*) {
   uint32_t free = 0;
   if (__builtin_expect(Word(mutex).compare_exchange_strong(free, tid, std::memory_order_acquire),
                        1)) {
-    TagHeld(mutex);
+    TagHeld(mutex, tid);
     return LockResult::kLocked;
   }
   return HoldWord(mutex, policy, MonoMs() + policy->wait_ms, tid);
@@ -196,14 +236,15 @@ LockResult Lock(pthread_mutex_t* mutex, LockPolicy* policy, HeldLocks*) {
 LockResult TryLock(pthread_mutex_t* mutex, HeldLocks*) {
   auto w = Word(mutex);
   uint32_t v = 0;
-  if (w.compare_exchange_strong(v, OwnWord(), std::memory_order_acquire)) {
-    TagHeld(mutex);
+  uint32_t own = OwnWord();
+  if (w.compare_exchange_strong(v, own, std::memory_order_acquire)) {
+    TagHeld(mutex, own);
     return LockResult::kLocked;
   }
   // A dead owner's mark (an older recovery): taken as Lock() would.
   if ((v & kOwnerDied) != 0 &&
-      w.compare_exchange_strong(v, OwnWord() | kWaiters, std::memory_order_acquire)) {
-    TagHeld(mutex);
+      w.compare_exchange_strong(v, own | kWaiters, std::memory_order_acquire)) {
+    TagHeld(mutex, own);
     return LockResult::kOwnerDied;
   }
   return LockResult::kBusy;  // held, or a dead owner not yet known: Lock() sorts it out
@@ -216,6 +257,7 @@ void Unlock(pthread_mutex_t* mutex, HeldLocks*) {
   // held it), we are the holder: free it, and wake a sleeper if one may be
   // there. A stray wake-up costs a sleeper one more look, nothing else.
   Tag(mutex).store(0, std::memory_order_relaxed);
+  Stamp(mutex).store(0, std::memory_order_relaxed);
   uint32_t was = Word(mutex).exchange(0, std::memory_order_release);
   if ((was & ~kTidMask) != 0 || (was & kTidMask) != OwnWord()) Futex(mutex, FUTEX_WAKE, 1, nullptr);
 }
