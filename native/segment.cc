@@ -557,7 +557,11 @@ bool Segment::Open(const OpenRequest& req, Error* error, bool* created) {
                        std::to_string(static_cast<uint64_t>(st.st_blocks) * 512) + " of " +
                        std::to_string(size_) +
                        " bytes allocated): a segment's blocks are reserved when it is "
-                       "made; it was left untouched");
+                       "made (a sparse copy, cp --sparse=always or rsync -S, has holes too: "
+                       "`fallocate -l " +
+                       std::to_string(size_) +
+                       " <file>` reserves them again without changing a byte); it was left "
+                       "untouched");
         Close();
         return false;
       }
