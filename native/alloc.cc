@@ -24,6 +24,13 @@ namespace {
 constexpr uint32_t kCandidates = EvictPolicy::kCandidates;
 constexpr uint32_t kScanLimit = 4096;
 constexpr uint32_t kMaxSteps = 1u << 20;  // longest chain walked before calling it a cycle
+// Chain steps one span's eviction may take to unlink its entries: a base
+// plus 64 per entry the span can hold. Honest chains are a few entries long,
+// so only a chain another process wrote (or flooded with colliding keys)
+// gets near it; past it the shard is dropped as damaged, rather than one
+// set() walking a long chain once per entry, under the shard's lock.
+constexpr uint64_t kEvictStepsBase = 1u << 16;
+constexpr uint64_t kEvictStepsPerEntry = 64;
 
 }  // namespace
 
@@ -230,6 +237,7 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
   uint64_t kept = 0;
   bool damaged = false;
   uint32_t mask = l.buckets - 1;
+  uint64_t budget = kEvictStepsBase + kEvictStepsPerEntry * (used / kEntryBytes);
   WriteBegin(sh->seq);
   for (uint64_t off = 0; off < used;) {
     if (off + kEntryBytes > used) {
@@ -255,10 +263,11 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
         if (x == nullptr) break;
         link = &x->next;
       }
-      if (Load(*link) != ref) {
+      if (Load(*link) != ref || steps > budget) {
         damaged = true;
         break;
       }
+      budget -= steps;
       Atomic(*link).store(hdr.next, std::memory_order_relaxed);
       if (now == 0 && hdr.expires != 0) now = static_cast<uint64_t>(NowMs());
       bool live = IsLive(&hdr, now == 0 ? 1 : now);
