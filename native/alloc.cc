@@ -303,6 +303,7 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
     RepairShard(ti);
     return Evicted::kDamaged;
   }
+  evict_.Evicted(cls_word, kept > 0);
   // Kept entries go to the current page of their class (a one-page span
   // holds one class only) in the queue the policy keeps them in.
   uint32_t cls = ClassOf(cls_word);
@@ -540,7 +541,7 @@ uint32_t Store::Allocate(uint32_t si, uint64_t bytes, uint32_t h32, uint32_t* bu
   *busy = kNoPage;
   uint32_t first;
   uint64_t off;
-  const uint32_t queue = evict_.QueueOf(h32);
+  const uint32_t queue = evict_.QueueOf(h32, bytes);
   if (bytes <= ps) {
     uint32_t cls = SizeClass(bytes);
     uint32_t& cur_slot = CurrentSlot(sh, cls, queue);
@@ -563,6 +564,7 @@ uint32_t Store::Allocate(uint32_t si, uint64_t bytes, uint32_t h32, uint32_t* bu
       }
     }
     first = TakeFreePages(si, 1);
+    evict_.SawFreePage(first != kNoPage);
     if (first == kNoPage) first = EvictForPage(si, busy);
     if (first == kNoPage || first >= l.npages) return 0;
     CrashHere(CrashPoint::kAlloc);
@@ -581,6 +583,7 @@ uint32_t Store::Allocate(uint32_t si, uint64_t bytes, uint32_t h32, uint32_t* bu
     if (k64 > l.npages) return 0;
     uint32_t k = static_cast<uint32_t>(k64);
     first = TakeFreePages(si, k);
+    evict_.SawFreePage(first != kNoPage);
     if (first == kNoPage) first = EvictForRun(si, k, busy);
     if (first == kNoPage || uint64_t{first} + k > l.npages) return 0;
     for (uint32_t j = first + 1; j < first + k; ++j) {
