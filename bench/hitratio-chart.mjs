@@ -1,15 +1,21 @@
 // Draws docs/hitratio.svg: hit ratio over cache size (1% to 30% of the keys)
 // for the three traces of bench/hitratio.mjs, one line per policy: lru-cache,
-// the page FIFO with second chance (the build before S3-FIFO) and S3-FIFO.
+// the page FIFO with second chance (the build before S3-FIFO), S3-FIFO with
+// a fixed small share (its first build) and this build's.
 //
-//   node bench/hitratio-chart.mjs new.json old.json [out.svg]
+//   node bench/hitratio-chart.mjs new.json old.json [fixed.json] [--out out.svg]
 // new.json: bench/hitratio.mjs --json of this build (with lru-cache);
-// old.json: bench/hitratio.mjs --esm <the build before> --no-lru --json.
+// old.json: bench/hitratio.mjs --esm <the build before> --no-lru --json;
+// fixed.json: the same for the build with a fixed share (optional).
 import { readFileSync, writeFileSync } from 'node:fs';
 
-const [newFile, oldFile, out = 'docs/hitratio.svg'] = process.argv.slice(2);
+const argv = process.argv.slice(2);
+const outAt = argv.indexOf('--out');
+const out = outAt >= 0 ? argv.splice(outAt, 2)[1] : 'docs/hitratio.svg';
+const [newFile, oldFile, fixedFile] = argv;
 const now = JSON.parse(readFileSync(newFile, 'utf8'));
 const before = JSON.parse(readFileSync(oldFile, 'utf8'));
+const fixed = fixedFile ? JSON.parse(readFileSync(fixedFile, 'utf8')) : null;
 const traces = [
   ['zipf', 'Zipf s = 0.99'],
   ['scan', 'Zipf + scans (zipf accesses)'],
@@ -18,7 +24,8 @@ const traces = [
 const lines = [
   ['lru-cache', '#bcbd22', (t) => now.filter((r) => r.trace === t).map((r) => [r.pct, r.lruCache])],
   ['page FIFO + second chance (before)', '#1f77b4', (t) => before.filter((r) => r.trace === t).map((r) => [r.pct, r.shmcache])],
-  ['S3-FIFO over pages (now)', '#d62728', (t) => now.filter((r) => r.trace === t).map((r) => [r.pct, r.shmcache])],
+  ...(fixed ? [['S3-FIFO, fixed 10% small share', '#ff7f0e', (t) => fixed.filter((r) => r.trace === t).map((r) => [r.pct, r.shmcache])]] : []),
+  ['S3-FIFO, adaptive share (now)', '#d62728', (t) => now.filter((r) => r.trace === t).map((r) => [r.pct, r.shmcache])],
 ];
 const W = 1000;
 const H = 380;
@@ -57,17 +64,29 @@ traces.forEach(([t, title], i) => {
   }
 });
 lines.forEach(([name, color], j) => {
-  const x = left + j * 300;
+  const x = left + j * 235;
   svg.push(`<rect x="${x}" y="${H - 28}" width="12" height="12" fill="${color}"/>`, `<text x="${x + 18}" y="${H - 18}">${name}</text>`);
 });
 svg.push('</svg>');
 writeFileSync(out, svg.join('\n') + '\n');
-// The chart's numbers, as a Markdown table.
-const md = ['| trace | cache | entries | lru-cache | before | S3-FIFO | S3-FIFO − lru-cache |', '|---|---:|---:|---:|---:|---:|---:|'];
+// The chart's numbers, as a Markdown table; under scans also each policy's
+// drop from its own Zipf ratio at that size.
+const pctOf = (v) => (v === undefined ? '–' : `${(v * 100).toFixed(2)}%`);
+const ratioOf = (rows, t, p, key = 'shmcache') => rows?.find((x) => x.trace === t && x.pct === p)?.[key];
+const md = [
+  `| trace | cache | entries | lru-cache | before | ${fixed ? 'S3-FIFO fixed | ' : ''}now | now − lru-cache | scan drop: lru-cache / now |`,
+  `|---|---:|---:|---:|---:|${fixed ? '---:|' : ''}---:|---:|---:|`,
+];
 for (const [t] of traces) {
   for (const r of now.filter((x) => x.trace === t)) {
-    const b = before.find((x) => x.trace === t && x.pct === r.pct);
-    md.push(`| ${t} | ${r.pct}% | ${r.capacityEntries.toLocaleString('en-US')} | ${(r.lruCache * 100).toFixed(2)}% | ${b ? (b.shmcache * 100).toFixed(2) + '%' : '–'} | ${(r.shmcache * 100).toFixed(2)}% | ${((r.shmcache - r.lruCache) * 100).toFixed(2)} |`);
+    const drop =
+      t === 'scan'
+        ? `${((ratioOf(now, 'zipf', r.pct, 'lruCache') - r.lruCache) * 100).toFixed(2)} / ${((ratioOf(now, 'zipf', r.pct) - r.shmcache) * 100).toFixed(2)}`
+        : '';
+    md.push(
+      `| ${t} | ${r.pct}% | ${r.capacityEntries.toLocaleString('en-US')} | ${pctOf(r.lruCache)} | ${pctOf(ratioOf(before, t, r.pct))} | ` +
+        `${fixed ? pctOf(ratioOf(fixed, t, r.pct)) + ' | ' : ''}${pctOf(r.shmcache)} | ${((r.shmcache - r.lruCache) * 100).toFixed(2)} | ${drop} |`,
+    );
   }
 }
 console.log(md.join('\n'));
