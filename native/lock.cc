@@ -15,6 +15,7 @@
 
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -59,7 +60,20 @@ std::atomic_ref<uint32_t> Word(pthread_mutex_t* m) {
   return std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(&m->__data.__lock));
 }
 
-uint32_t SelfTid() { return static_cast<uint32_t>(syscall(SYS_gettid)); }
+// This thread's TID, asked of the kernel once per thread (a syscall on every
+// lock and unlock cost set() more than the rest of the lock did). A child
+// made by fork() forgets it: its one thread has a TID of its own.
+thread_local uint32_t t_tid = 0;
+void ForgetTid() { t_tid = 0; }
+uint32_t SelfTid() {
+  uint32_t tid = t_tid;
+  if (__builtin_expect(tid == 0, 0)) {
+    static const int forget_on_fork = pthread_atfork(nullptr, nullptr, ForgetTid);
+    (void)forget_on_fork;
+    tid = t_tid = static_cast<uint32_t>(syscall(SYS_gettid));
+  }
+  return tid;
+}
 
 // A TID is a number in its thread's pid namespace: a process of another
 // namespace (a container sharing the file) would read it as some other
@@ -84,9 +98,7 @@ uint32_t SelfMark() {
   return mark;
 }
 
-// What this thread writes into a word it holds. (The TID is asked for each
-// time, as before: a value cached per thread would be the parent's in a
-// child made by fork().)
+// What this thread writes into a word it holds.
 uint32_t OwnWord(uint32_t tid) { return tid > kTidBits ? tid : tid | (SelfMark() << kMarkShift); }
 uint32_t OwnWord() { return OwnWord(SelfTid()); }
 
