@@ -32,6 +32,9 @@ constexpr uint32_t kMaxSteps = 1u << 20;  // longest chain walked before calling
 constexpr uint64_t kEvictStepsBase = 1u << 16;
 constexpr uint64_t kEvictStepsPerEntry = 64;
 
+bool Passed(const std::vector<uint64_t>& bits, uint32_t i) { return (bits[i / 64] >> (i % 64)) & 1; }
+void MarkPassed(std::vector<uint64_t>* bits, uint32_t i) { (*bits)[i / 64] |= uint64_t{1} << (i % 64); }
+
 }  // namespace
 
 // Every number read from a page record or an entry is read once (Load) and
@@ -238,6 +241,11 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
   bool damaged = false;
   uint32_t mask = l.buckets - 1;
   uint64_t budget = kEvictStepsBase + kEvictStepsPerEntry * (used / kEntryBytes);
+  // Refs of this (one-page) span's entries that a walk unlinked in passing.
+  static thread_local std::vector<uint64_t> passed;
+  const uint32_t ref_lo = RefOf(base), ref_hi = RefOf(base + used);
+  passed.clear();
+  if (span == 1) passed.assign((ref_hi - ref_lo) / 64 + 1, 0);
   WriteBegin(sh->seq);
   for (uint64_t off = 0; off < used;) {
     if (off + kEntryBytes > used) {
@@ -254,21 +262,31 @@ Store::Evicted Store::EvictSpan(uint32_t ti, uint32_t head, uint32_t lo, uint32_
     }
     if (hdr.flags & kLive) {
       uint32_t ref = RefOf(base + off);
-      uint32_t* link = &buckets(ti)[hdr.hash & mask];
-      uint32_t steps = 0;
-      CycleGuard guard;
-      for (uint32_t at = Load(*link);
-           at != 0 && at != ref && ++steps < kMaxSteps && !guard.Seen(at); at = Load(*link)) {
-        Entry* x = EntryAt(at);
-        if (x == nullptr) break;
-        link = &x->next;
+      if (passed.empty() || !Passed(passed, ref - ref_lo)) {
+        uint32_t* link = &buckets(ti)[hdr.hash & mask];
+        uint32_t steps = 0;
+        CycleGuard guard;
+        for (uint32_t at = Load(*link);
+             at != 0 && at != ref && ++steps < kMaxSteps && !guard.Seen(at); at = Load(*link)) {
+          Entry* x = EntryAt(at);
+          if (x == nullptr) break;
+          if (!passed.empty() && at > ref && at < ref_hi) {
+            // An entry of this span that the walk passes (a newer one of the
+            // same chain: honest chains are newest first) is unlinked now,
+            // so that a long chain is walked once, not once per entry.
+            Atomic(*link).store(Load(x->next), std::memory_order_relaxed);
+            MarkPassed(&passed, at - ref_lo);
+            continue;
+          }
+          link = &x->next;
+        }
+        if (Load(*link) != ref || steps > budget) {
+          damaged = true;
+          break;
+        }
+        budget -= steps;
+        Atomic(*link).store(hdr.next, std::memory_order_relaxed);
       }
-      if (Load(*link) != ref || steps > budget) {
-        damaged = true;
-        break;
-      }
-      budget -= steps;
-      Atomic(*link).store(hdr.next, std::memory_order_relaxed);
       if (now == 0 && hdr.expires != 0) now = static_cast<uint64_t>(NowMs());
       bool live = IsLive(&hdr, now == 0 ? 1 : now);
       if (second_chance && live && EvictPolicy::Keeps(Touched(base + off))) {
