@@ -32,8 +32,12 @@ constexpr uint32_t kMaxSteps = 1u << 20;  // longest chain walked before calling
 constexpr uint64_t kEvictStepsBase = 1u << 16;
 constexpr uint64_t kEvictStepsPerEntry = 64;
 
-bool Passed(const std::vector<uint64_t>& bits, uint32_t i) { return (bits[i / 64] >> (i % 64)) & 1; }
-void MarkPassed(std::vector<uint64_t>* bits, uint32_t i) { (*bits)[i / 64] |= uint64_t{1} << (i % 64); }
+bool Passed(const std::vector<uint64_t>& bits, uint32_t i) {
+  return (bits[i / 64] >> (i % 64)) & 1;
+}
+void MarkPassed(std::vector<uint64_t>* bits, uint32_t i) {
+  (*bits)[i / 64] |= uint64_t{1} << (i % 64);
+}
 
 }  // namespace
 
