@@ -3,31 +3,12 @@
 // at a hostile value costs little.
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { runCli, runCliJson, seed, startServe } from './fixtures/cli-lib.mjs';
+import { httpGet, runCli, runCliJson, seed, startServe } from './fixtures/cli-lib.mjs';
 import { runFixture, tempDir } from './helpers';
 
 const tmp = tempDir('shmcache-ro-');
-
-function httpGet(url: string): Promise<{ status: number; json: any; text: string }> {
-  return new Promise((resolve, reject) => {
-    request(url, (res) => {
-      let text = '';
-      res.on('data', (d) => (text += d));
-      res.on('end', () => {
-        let json: any;
-        try {
-          json = JSON.parse(text);
-        } catch {}
-        resolve({ status: res.statusCode!, json, text });
-      });
-    })
-      .on('error', reject)
-      .end();
-  });
-}
 
 async function hostile(name: string): Promise<string> {
   const path = tmp.file(name);

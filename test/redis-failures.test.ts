@@ -12,6 +12,24 @@ import { hasRedis, HOST, useRedis, type RedisServer } from './redis-server';
 const recommended = { enableOfflineQueue: false, autoResendUnfulfilledCommands: false, maxRetriesPerRequest: 0 };
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+
+/** Watches this event loop: stop() gives the longest gap between 5 ms ticks. */
+function lagMonitor(): { stop(): number } {
+  let lag = 0;
+  let last = Date.now();
+  const iv = setInterval(() => {
+    const n = Date.now();
+    lag = Math.max(lag, n - last);
+    last = n;
+  }, 5);
+  return {
+    stop() {
+      clearInterval(iv);
+      return lag;
+    },
+  };
+}
+
 describe.skipIf(!hasRedis)('shmcache/redis, failure modes', () => {
   const redisServer = useRedis();
   let server: RedisServer;
@@ -213,19 +231,13 @@ describe.skipIf(!hasRedis)('shmcache/redis, failure modes', () => {
     expect(await b.get('held')).toBe('v1');
     await raw.set('x:held', Buffer.from('\x01v2')); // a write B was not told of
     const keys = Array.from({ length: 200_000 }, (_, i) => 'key' + i);
-    let lag = 0;
-    let last = Date.now();
-    const iv = setInterval(() => {
-      const n = Date.now();
-      lag = Math.max(lag, n - last);
-      last = n;
-    }, 5);
+    const loop = lagMonitor();
     await raw.publish('x:', JSON.stringify({ v: 1, m: 'someone', i: 'huge', k: keys }));
     for (let i = 0; (await b.get('held')) !== 'v2'; i++) {
       expect(i).toBeLessThan(200);
       await sleep(10);
     }
-    clearInterval(iv);
+    const lag = loop.stop();
     expect(lag).toBeLessThan(150);
   });
 
@@ -239,17 +251,11 @@ describe.skipIf(!hasRedis)('shmcache/redis, failure modes', () => {
     const c = a.local as Cache<unknown>;
     for (let i = 0; i < 60_000; i++) c.set('\u0000vx:k' + i, 1000 + i, { ttl: 120_000 });
     await raw.set('x:stale', Buffer.from('\x01new')); // a write this machine missed
-    let lag = 0;
-    let last = Date.now();
-    const iv = setInterval(() => {
-      const n = Date.now();
-      lag = Math.max(lag, n - last);
-      last = n;
-    }, 5);
+    const loop = lagMonitor();
     const second = tier('big', { local: { path, size: '64MB', stamp: false } });
     await second.ready();
     await sleep(50);
-    clearInterval(iv);
+    const lag = loop.stop();
     expect(lag).toBeLessThan(100);
     expect(await a.get('stale')).toBe('new');
     expect(await second.get('stale')).toBe('new');

@@ -2,32 +2,12 @@
 // and another tenant's many segments hide nobody, names do not shadow each
 // other, a huge segment does not stall the server, the token is handled.
 import { chmodSync, chownSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { runCli, seed, startServe, waitFor } from './fixtures/cli-lib.mjs';
+import { httpGet, runCli, seed, startServe, waitFor } from './fixtures/cli-lib.mjs';
 import { isRoot, runFixture, tempDir } from './helpers';
 
 const tmp = tempDir('shmcache-tenants-');
-
-function httpGet(url: string): Promise<{ status: number; json: any; text: string; ms: number }> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    request(url, (res) => {
-      let text = '';
-      res.on('data', (d) => (text += d));
-      res.on('end', () => {
-        let json: any;
-        try {
-          json = JSON.parse(text);
-        } catch {}
-        resolve({ status: res.statusCode!, json, text, ms: Date.now() - started });
-      });
-    })
-      .on('error', reject)
-      .end();
-  });
-}
 
 describe.runIf(isRoot)('a shared folder', () => {
   test('1000 empty *.shm files and another uid\'s 70 segments hide no one; the per-uid cap holds', async () => {
