@@ -368,7 +368,19 @@ export class MsgpackCodec implements Codec<unknown> {
   #makePackr(list: Structure[]): Packr {
     (list as { sharedLength?: number }).sharedLength = list.length;
     this.#setList(list);
-    if (this.#store === undefined) return new Packr({ ...PACKR_OPTIONS, maxSharedStructures: 0 });
+    if (this.#store === undefined) {
+      // Values define their records inline: one that refers to a record id
+      // it did not define is not one this codec wrote (msgpackr would read
+      // the id as a number).
+      return new Packr({
+        ...PACKR_OPTIONS,
+        maxSharedStructures: 0,
+        structures: list,
+        getStructures: () => {
+          throw new Error('a record refers to an undefined structure');
+        },
+      });
+    }
     return new Packr({
       ...PACKR_OPTIONS,
       structures: list,

@@ -3,6 +3,8 @@
 import { request } from 'node:http';
 import { describe, expect, test } from 'vitest';
 import { runCliJson, startServe } from './fixtures/cli-lib.mjs';
+import { msgpackCodec } from '../src/msgpack';
+import { decodeValue, T_CODEC } from '../src/redis/wire';
 import { runFixture, tempDir } from './helpers';
 
 const tmp = tempDir('shmcache-hostile-final-');
@@ -67,5 +69,23 @@ describe('a huge bigint in a tenant value', () => {
     } finally {
       await serve.stop();
     }
+  });
+});
+
+describe('a Redis value that names record structures it does not define', () => {
+  // Finding: a msgpack value on the wire (the segment-free codec: values
+  // define their records inline) with a record id 0x40..0x7f that it never
+  // defined decoded as the number 64..127 (msgpackr reads an unknown record
+  // id as a fixint), not as ERR_SHMCACHE_CORRUPT like a value whose header
+  // names shared structures. Now the segment-free codec refuses it.
+  const header = Buffer.from([0xc1, 0, 0, 0xc5, 0x9d, 0x1c, 0x81]); // n = 0, FNV basis
+  test.each([[0x40], [0x7f], [0x92, 0x01, 0x45]])('%s: ERR_SHMCACHE_CORRUPT', (...body) => {
+    const bytes = Buffer.concat([Buffer.from([T_CODEC]), header, Buffer.from(body)]);
+    expect(() => decodeValue(bytes, msgpackCodec, 'k')).toThrow(expect.objectContaining({ code: 'ERR_SHMCACHE_CORRUPT' }));
+  });
+
+  test('values with inline records still decode', () => {
+    const v = { a: 1, list: [{ x: 1, y: 2 }, { x: 3, y: 4 }, { x: 5, y: 6 }], m: new Map([[1, { x: 7, y: 8 }]]) };
+    expect(msgpackCodec.decode(msgpackCodec.encode(v))).toEqual(v);
   });
 });
