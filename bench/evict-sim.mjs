@@ -31,7 +31,16 @@
 //             `--scan-shrink` 16; pages taken while free pages remain go to
 //             main;
 //   lru       lru-cache with the same key+value bytes (sizeCalculation by
-//             entry bytes), as bench/zipf.mjs compares.
+//             entry bytes), as bench/zipf.mjs compares;
+//   lfu       a bound, not a candidate (only when asked for: ~1 min a trace at
+//             10%): perfect LFU, an exact count of every key's accesses since
+//             the start kept for every key ever seen, holding as many entries
+//             as the segment holds when it first evicts. A miss is admitted
+//             when its count is at least the lowest count held, and replaces
+//             the oldest holder of that count. On an independent-reference
+//             trace such as Zipf the count is all an online policy can know
+//             of a key, so this is about the best any policy can do from an
+//             empty cache without knowing the ranks.
 // Ghost tables are 16-bit slots, at least 64 and at most 2^20 as in native
 // code (adaptive's heap/8 reaches the cap from about 20% of the keys up:
 // without it, 30% scan would be 75.01 rather than 73.05). An entry's worth
@@ -49,10 +58,10 @@
 // fraction F of keys 1,000-byte values, the large size class).
 //
 //   node bench/evict-sim.mjs [--sizes 1,2,5,10,20,30] [--traces zipf,scan,shift]
-//        [--policies clock,s3fifo,adaptive,lru] [--large 0] [--json]
+//        [--policies clock,s3fifo,adaptive,lru(,lfu)] [--large 0] [--json]
 //        [--small 0.1] [--ghost F] [--freq N] [--warm-main]
 //        [--step 4] [--scan-shrink 16] [--minshare 0.01] [--maxshare 0.9]
-//        [--warm 0] [--accesses 2000000]
+//        [--warm 0] [--accesses 2000000] [--capacity N] [--window N]
 //   --small     s3fifo's small share, adaptive's initial one;
 //   --ghost F   ghost slots = heap/128 x F (default 1 for s3fifo, 16 for
 //               adaptive; 0 = no ghost table);
@@ -64,7 +73,14 @@
 //               evictions keep a nonzero count, one lower;
 //   --warm-main s3fifo's pages taken while free pages remain start in main
 //               (adaptive always does this);
-//   --warm N    accesses before N do not count (steady state).
+//   --warm N    accesses before N do not count (steady state);
+//   --capacity N  entries lru and lfu hold, with one size (default: as
+//               many as the simulated segment holds when it first evicts),
+//               to put them at the real addon's capacity (bench/hitratio.mjs
+//               and bench/zipf.mjs print it);
+//   --window N  prints each policy's hit ratio over every N counted accesses
+//               (lfu and the simulated ones; S3-FIFO's as ratio/share/scan
+//               keys in main:entries in main, in thousands).
 // Tried on the way to adaptive, and taken out of this file (docs/benchmark.md
 // has the numbers): s3fifo without a ghost; small shares of 1-30%; ghosts of
 // 1/2 to 16 times heap/128; promotion from small asking for two touches
@@ -74,8 +90,10 @@
 // main, to keep untouched entries, or to make small candidates beat main's
 // victim (at best 76.98 zipf, 73.31 scan, 66.79 shift at 10%, against
 // adaptive's 77.09, 74.58, 68.85); for adaptive, steps of 1-8 entries, scan
-// shrinks of 4-64, minimum shares of 0.01-0.02, maximum shares of 0.5-0.9,
-// and no warm main.
+// shrinks of 4-64, minimum shares of 0.01-0.05, maximum shares of 0.5-0.9,
+// no warm main, warm main only until main holds 50-70% of the pages (with
+// and without the share held still until small drains), ghosts of up to 2^24
+// slots, and main evictions while ghost hits are frequent.
 import { LRUCache } from 'lru-cache';
 import { zipfTrace } from './zipf-trace.mjs';
 
@@ -88,7 +106,7 @@ const has = (name) => args.includes(`--${name}`);
 const sizes = opt('sizes', '1,2,5,10,20,30').split(',').map(Number);
 const traces = opt('traces', 'zipf,scan,shift').split(',');
 const policies = opt('policies', 'clock,s3fifo,adaptive,lru').split(',');
-for (const p of policies) if (!['clock', 's3fifo', 'adaptive', 'lru'].includes(p)) throw new Error(`unknown policy ${p}`);
+for (const p of policies) if (!['clock', 's3fifo', 'adaptive', 'lru', 'lfu'].includes(p)) throw new Error(`unknown policy ${p}`);
 const SMALL = Number(opt('small', '0.1'));
 const GHOST = opt('ghost', null);
 const largeFrac = Number(opt('large', '0'));
@@ -102,6 +120,7 @@ const KEYS = 1_000_000;
 // --warm N: accesses before N count for nothing (default 0, as bench/zipf.mjs).
 const WARM = Number(opt('warm', '0'));
 const ACCESSES = Number(opt('accesses', '2000000'));
+const WINDOW = Number(opt('window', '0'));
 const MAX_GHOST_SLOTS = 2 ** 20;
 const FROM_MAIN = 2; // a ghost slot's origin bit (adaptive)
 
@@ -342,7 +361,56 @@ class Segment {
   }
 }
 
+// Perfect LFU (the `lfu` bound above): held keys by count, each count's in
+// the order they reached it.
+function runLfu(trace, capacityEntries) {
+  const { keys, counted, nkeys } = trace;
+  const count = new Uint32Array(nkeys);
+  const held = new Uint8Array(nkeys);
+  const byCount = [];
+  const holders = (c) => byCount[c] ?? (byCount[c] = new Set());
+  let size = 0;
+  let hits = 0;
+  let n = 0;
+  const windows = [];
+  let windowHits = 0;
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i];
+    const c = ++count[k];
+    const hit = held[k] === 1;
+    if (hit) {
+      byCount[c - 1].delete(k);
+      holders(c).add(k);
+    } else if (size < capacityEntries) {
+      held[k] = 1;
+      size++;
+      holders(c).add(k);
+    } else {
+      let low = 1;
+      while (!byCount[low]?.size) low++;
+      if (c >= low) {
+        const victim = byCount[low].values().next().value;
+        byCount[low].delete(victim);
+        held[victim] = 0;
+        held[k] = 1;
+        holders(c).add(k);
+      }
+    }
+    if ((!counted || counted[i]) && i >= WARM) {
+      n++;
+      if (hit) hits++;
+      if (WINDOW > 0 && n % WINDOW === 0) {
+        windows.push((((hits - windowHits) / WINDOW) * 100).toFixed(1));
+        windowHits = hits;
+      }
+    }
+  }
+  if (WINDOW > 0) console.log(`  lfu: ${windows.join(' ')}`);
+  return hits / n;
+}
+
 function run(policy, trace, size, capacityEntries) {
+  if (policy === 'lfu') return runLfu(trace, capacityEntries);
   const { keys, counted } = trace;
   let hits = 0;
   let n = 0;
@@ -361,6 +429,8 @@ function run(policy, trace, size, capacityEntries) {
     return hits / n;
   }
   const seg = new Segment(size, policy, trace.nkeys, capacityEntries);
+  const windows = [];
+  let windowHits = 0;
   for (let i = 0; i < keys.length; i++) {
     const k = keys[i];
     const hit = seg.get(k);
@@ -368,9 +438,30 @@ function run(policy, trace, size, capacityEntries) {
     if ((!counted || counted[i]) && i >= WARM) {
       n++;
       if (hit) hits++;
+      if (WINDOW > 0 && n % WINDOW === 0) {
+        windows.push(windowOf(seg, (hits - windowHits) / WINDOW));
+        windowHits = hits;
+      }
     }
   }
+  if (WINDOW > 0) console.log(`  ${policy}: ${windows.join(' ')}`);
   return hits / n;
+}
+
+// One --window's figures: its hit ratio, and for S3-FIFO the small share and
+// how many of main's entries are scan keys, in thousands.
+function windowOf(seg, ratio) {
+  if (!seg.s3) return (ratio * 100).toFixed(1);
+  let main = 0;
+  let scanKeys = 0;
+  for (let k = 0; k < seg.where.length; k++) {
+    const p = seg.where[k];
+    if (p >= 0 && seg.queue[p] === 1) {
+      main++;
+      if (k >= KEYS) scanKeys++;
+    }
+  }
+  return `${(ratio * 100).toFixed(1)}/${(seg.share * 100).toFixed(0)}%/${Math.round(scanKeys / 1000)}k:${Math.round(main / 1000)}k`;
 }
 
 // The segment size whose capacity is about `pct`% of the keys.
@@ -392,10 +483,11 @@ const out = [];
 for (const pct of sizes) {
   const size = sizeFor(pct);
   const capacityEntries = Segment.capacity(size);
+  const peerEntries = Number(opt('capacity', capacityEntries));
   for (const t of traces) {
     const trace = makeTrace(t, capacityEntries);
     const row = { pct, size, capacityEntries, trace: t };
-    for (const p of policies) row[p] = run(p, trace, size, capacityEntries);
+    for (const p of policies) row[p] = run(p, trace, size, p === 'lru' || p === 'lfu' ? peerEntries : capacityEntries);
     out.push(row);
     if (!args.includes('--json')) {
       console.log(
