@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { httpGet, runCli, runCliJson, seed, startServe } from './fixtures/cli-lib.mjs';
-import { runFixture, tempDir } from './helpers';
+import { runFixture, sharedShapes, tempDir } from './helpers';
 
 const tmp = tempDir('shmcache-ro-');
 
@@ -109,16 +109,9 @@ describe('hostile values cost little to look at', () => {
 
   test('the preview walker: a node and byte budget, cycle- and DAG-safe, escapes control and bidi characters', async () => {
     const { preview, boundedJson } = require(join(__dirname, '..', 'dist', 'cli', 'inspect.js'));
-    let x: any = { leaf: 1 };
-    for (let l = 0; l < 6; l++) {
-      const o: any = {};
-      for (let i = 0; i < 60; i++) o['k' + i] = x;
-      x = o;
-    }
-    let y: any = [1];
-    for (let l = 0; l < 7; l++) y = Array(50).fill(y);
+    const { dag, arrays } = sharedShapes();
     const started = Date.now();
-    for (const v of [x, y]) {
+    for (const v of [dag, arrays]) {
       const p = preview(v);
       expect(p.truncated).toBe(true);
       expect(Buffer.byteLength(p.preview)).toBeLessThanOrEqual(4096 + 64);

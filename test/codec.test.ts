@@ -4,7 +4,7 @@ import { isDeepStrictEqual } from 'node:util';
 import * as v8 from 'node:v8';
 import { afterEach, describe, expect, test } from 'vitest';
 import { Cache, ShmCacheError } from '../esm/index.mjs';
-import { fixtures, runFixture, tempDir, verifyAndClose } from './helpers';
+import { fixtures, runFixture, sharedShapes, tempDir, verifyAndClose } from './helpers';
 
 const tmp = tempDir();
 const open: Cache<any>[] = [];
@@ -161,14 +161,7 @@ describe('round trips: everything v8 does, both ways', () => {
 describe('values that share references', () => {
   test('a DAG and nested Array.fill() arrays (exponentially many paths) are checked and stored quickly, shared', () => {
     const c = cache(tmp.file());
-    let dag: any = { leaf: 1 };
-    for (let l = 0; l < 6; l++) {
-      const o: any = {};
-      for (let i = 0; i < 60; i++) o['k' + i] = dag;
-      dag = o;
-    }
-    let arrays: any = [1];
-    for (let l = 0; l < 7; l++) arrays = Array(50).fill(arrays);
+    const { dag, arrays } = sharedShapes();
     let negzero: any = { z: -0 };
     for (let l = 0; l < 30; l++) negzero = { a: negzero, b: negzero };
     const started = Date.now();

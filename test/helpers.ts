@@ -127,3 +127,18 @@ export function tmpfsFor(dir: string, name: string, size: string): string {
   });
   return mnt;
 }
+
+// Values with exponentially many paths through few nodes: 6 levels of 60
+// keys that all name the level below (60^6 paths to { leaf: 1 }), and 7
+// levels of Array(50).fill() of the level below (50^7 paths to [1]).
+export function sharedShapes(): { dag: any; arrays: any } {
+  let dag: any = { leaf: 1 };
+  for (let l = 0; l < 6; l++) {
+    const o: any = {};
+    for (let i = 0; i < 60; i++) o['k' + i] = dag;
+    dag = o;
+  }
+  let arrays: any = [1];
+  for (let l = 0; l < 7; l++) arrays = Array(50).fill(arrays);
+  return { dag, arrays };
+}
