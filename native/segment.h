@@ -18,7 +18,7 @@ constexpr char kMagic[8] = {'S', 'H', 'M', 'C', 'A', 'C', 'H', 'E'};
 // Written first by a creation, replaced by kMagic last: a file with neither
 // is never written.
 constexpr char kInitMagic[8] = {'S', 'H', 'M', 'C', 'I', 'N', 'I', 'T'};
-constexpr uint32_t kVersion = 5;
+constexpr uint32_t kVersion = 6;
 constexpr uint64_t kHeaderBytes = 4096;
 constexpr uint64_t kMinSize = 1ull << 20;  // 1 MiB
 constexpr uint64_t kMaxSize = 1ull << 34;  // 16 GiB: refs are 32-bit, 8-byte units

@@ -230,6 +230,14 @@ describe('ERR_SHMCACHE_CORRUPT', () => {
     expect(e.message).toMatch(/format version 99/);
   });
 
+  test('a format-5 segment (lock words without the holder namespace mark, which its builds would read as a dead TID) is refused', () => {
+    const path = makeSegment();
+    poke(path, 8, Buffer.from([5, 0, 0, 0]));
+    const e = openError(path);
+    expect(e.code).toBe('ERR_SHMCACHE_CORRUPT');
+    expect(e.message).toMatch(/format version 5, this build reads version 6/);
+  });
+
   test('a segment truncated below its size', () => {
     const path = makeSegment('2MB');
     truncateSync(path, MB);
